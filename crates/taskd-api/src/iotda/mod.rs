@@ -1,0 +1,119 @@
+//! The IoTDA batch-task dialect (`IoTDAClient` of `huaweicloudsdkiotda`).
+//!
+//! * `batch_tasks`: create, list, show, delete, retry, stop, confirm.
+//! * `files`: upload, list and delete batch-task files (xlsx/xls).
+//! * `wire`: IoTDA's status words and JSON shapes; `validate`: its patterns and limits;
+//!   `error`: its envelope. Nothing here stores task data of its own.
+
+mod batch_tasks;
+pub mod error;
+mod files;
+pub mod validate;
+pub mod wire;
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::routing::{delete, get, post};
+use axum::{Router, middleware};
+use taskd_core::TaskScope;
+
+pub use error::IotdaError;
+
+use crate::AppState;
+use crate::auth::{Principal, require_signature};
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v5/iot/{project_id}/batchtasks",
+            post(batch_tasks::create).get(batch_tasks::list),
+        )
+        .route(
+            "/v5/iot/{project_id}/batchtasks/{task_id}",
+            get(batch_tasks::show).delete(batch_tasks::delete),
+        )
+        .route(
+            "/v5/iot/{project_id}/batchtasks/{task_id}/retry",
+            post(batch_tasks::retry),
+        )
+        .route(
+            "/v5/iot/{project_id}/batchtasks/{task_id}/stop",
+            post(batch_tasks::stop),
+        )
+        .route(
+            "/v5/iot/{project_id}/batchtasks/{task_id}/confirm",
+            post(batch_tasks::confirm),
+        )
+        .route(
+            "/v5/iot/{project_id}/batchtask-files",
+            post(files::upload).get(files::list),
+        )
+        .route(
+            "/v5/iot/{project_id}/batchtask-files/{file_id}",
+            delete(files::delete),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            require_signature::<IotdaError>,
+        ))
+}
+
+/// The scope an IoTDA request acts in: the path's project (which must be the signing
+/// key's project) and the `Instance-Id` header.
+pub struct IotdaScope(pub TaskScope);
+
+impl FromRequestParts<AppState> for IotdaScope {
+    type Rejection = IotdaError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, IotdaError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| IotdaError::InvalidInput(e.to_string()))?;
+        let project_id = params
+            .iter()
+            .find(|(k, _)| *k == "project_id")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        if !validate::is_project_id(&project_id) {
+            return Err(IotdaError::InvalidInput(
+                "project_id must be 1-32 hexadecimal characters.".into(),
+            ));
+        }
+        let principal = parts.extensions.get::<Principal>().ok_or_else(|| {
+            IotdaError::Internal("request reached a handler unauthenticated".into())
+        })?;
+        if !principal.project_id.eq_ignore_ascii_case(&project_id) {
+            return Err(IotdaError::Forbidden(format!(
+                "Operation not allowed. The access key does not belong to project {project_id}."
+            )));
+        }
+        if let Some(header) = parts.headers.get("x-project-id") {
+            if !header
+                .as_bytes()
+                .eq_ignore_ascii_case(project_id.as_bytes())
+            {
+                return Err(IotdaError::Forbidden(
+                    "Operation not allowed. X-Project-Id differs from the project in the path."
+                        .into(),
+                ));
+            }
+        }
+        let instance_id = match parts.headers.get("instance-id") {
+            None => String::new(),
+            Some(v) => {
+                let v = v.to_str().unwrap_or("");
+                if !validate::is_instance_id(v) {
+                    return Err(IotdaError::InvalidInput(
+                        "Instance-Id must be 1-36 letters, digits or '-'.".into(),
+                    ));
+                }
+                v.to_string()
+            }
+        };
+        // The stored project id is canonical (the credential's spelling).
+        Ok(IotdaScope(TaskScope::new(
+            principal.project_id.clone(),
+            instance_id,
+        )))
+    }
+}

@@ -1,0 +1,226 @@
+//! IoTDA's wire vocabulary: its status words and its JSON shapes, mapped to and from the
+//! core model in this one place.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use taskd_core::{Progress, SubTask, SubTaskState, Task, TaskState};
+
+use crate::wire_time::format_compact;
+
+/// IoTDA's word for a task state (`Waitting` is spelled as Huawei spells it).
+pub fn task_status_word(s: TaskState) -> &'static str {
+    match s {
+        TaskState::Initializing => "Initializing",
+        TaskState::Waiting => "Waitting",
+        TaskState::Processing => "Processing",
+        TaskState::Stopping => "Stopping",
+        TaskState::Succeeded => "Success",
+        TaskState::Failed => "Fail",
+        TaskState::PartiallySucceeded => "PartialSuccess",
+        TaskState::Stopped => "Stopped",
+    }
+}
+
+pub fn parse_task_status(word: &str) -> Option<TaskState> {
+    TaskState::ALL
+        .into_iter()
+        .find(|s| task_status_word(*s) == word)
+}
+
+pub fn sub_task_status_word(s: SubTaskState) -> &'static str {
+    match s {
+        SubTaskState::Waiting => "Waitting",
+        SubTaskState::Processing => "Processing",
+        SubTaskState::Succeeded => "Success",
+        SubTaskState::Failed => "Fail",
+        SubTaskState::RetryWaiting => "FailWaitRetry",
+        SubTaskState::Stopped => "Stopped",
+        SubTaskState::Removed => "Removed",
+    }
+}
+
+/// What a `task_detail_status` filter asks for.
+pub enum SubTaskStatusFilter {
+    State(SubTaskState),
+    /// A status IoTDA's OpenAPI lists (`DeviceInProgress`, `Rejected`) that no taskd
+    /// sub-task can be in: the filter is valid and matches nothing.
+    Unreachable,
+}
+
+pub fn parse_sub_task_status(word: &str) -> Option<SubTaskStatusFilter> {
+    if matches!(word, "DeviceInProgress" | "Rejected") {
+        return Some(SubTaskStatusFilter::Unreachable);
+    }
+    SubTaskState::ALL
+        .into_iter()
+        .find(|s| sub_task_status_word(*s) == word)
+        .map(SubTaskStatusFilter::State)
+}
+
+/// Stored JSON text back to raw JSON for echoing (it was written by us, compact).
+fn raw(json: &Option<String>) -> Option<Box<RawValue>> {
+    json.as_ref()
+        .and_then(|s| RawValue::from_string(s.clone()).ok())
+}
+
+#[derive(Serialize)]
+pub struct TaskPolicyView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct TaskProgressView {
+    pub total: i64,
+    pub processing: i64,
+    pub success: i64,
+    pub fail: i64,
+    pub waitting: i64,
+    pub fail_wait_retry: i64,
+    pub stopped: i64,
+    pub removed: i64,
+}
+
+impl From<&Progress> for TaskProgressView {
+    fn from(p: &Progress) -> Self {
+        TaskProgressView {
+            total: p.total,
+            processing: p.processing,
+            success: p.succeeded,
+            fail: p.failed,
+            waitting: p.waiting,
+            fail_wait_retry: p.retry_waiting,
+            stopped: p.stopped,
+            removed: p.removed,
+        }
+    }
+}
+
+/// The `Task` model (also the CreateBatchTask response), fields in the SDK's order.
+#[derive(Serialize)]
+pub struct TaskView {
+    pub task_id: String,
+    pub task_name: String,
+    pub task_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_mode: Option<String>,
+    pub need_confirm: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_ext_info: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets_filter: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_policy: Option<TaskPolicyView>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_desc: Option<String>,
+    pub task_progress: TaskProgressView,
+    pub create_time: String,
+}
+
+impl From<&Task> for TaskView {
+    fn from(t: &Task) -> Self {
+        let has_policy = t.schedule_at.is_some() || t.retry.is_some();
+        TaskView {
+            task_id: t.id.to_string(),
+            task_name: t.name.clone(),
+            task_type: t.kind.clone(),
+            task_mode: t.mode.clone(),
+            need_confirm: t.need_confirm,
+            task_ext_info: raw(&t.ext_info_json),
+            targets: raw(&t.targets_json),
+            targets_filter: raw(&t.targets_filter_json),
+            document: raw(&t.document_json),
+            document_source: t.document_source.clone(),
+            task_policy: has_policy.then(|| TaskPolicyView {
+                schedule_time: t.schedule_at.map(format_compact),
+                retry_count: t.retry.map(|r| r.count),
+                retry_interval: t.retry.map(|r| r.interval_minutes),
+            }),
+            status: task_status_word(t.state),
+            status_desc: t.state_detail.clone(),
+            task_progress: (&t.progress).into(),
+            create_time: format_compact(t.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorInfoView {
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct TaskDetailView {
+    pub target: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfoView>,
+}
+
+impl From<&SubTask> for TaskDetailView {
+    fn from(s: &SubTask) -> Self {
+        let has_error = s.error_code.is_some() || s.error_msg.is_some();
+        TaskDetailView {
+            target: s.target.clone(),
+            status: sub_task_status_word(s.state),
+            output: s.output.clone(),
+            error: has_error.then(|| ErrorInfoView {
+                error_code: s.error_code.clone(),
+                error_msg: s.error_msg.clone(),
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PageView {
+    pub count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct BatchTargetResultView {
+    pub target: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_msg: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_words_round_trip() {
+        for s in TaskState::ALL {
+            assert_eq!(parse_task_status(task_status_word(s)), Some(s));
+        }
+        assert_eq!(parse_task_status("Waiting"), None);
+        assert!(matches!(
+            parse_sub_task_status("FailWaitRetry"),
+            Some(SubTaskStatusFilter::State(SubTaskState::RetryWaiting))
+        ));
+        assert!(matches!(
+            parse_sub_task_status("Rejected"),
+            Some(SubTaskStatusFilter::Unreachable)
+        ));
+        assert!(parse_sub_task_status("fail").is_none());
+    }
+}

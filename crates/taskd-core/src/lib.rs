@@ -1,0 +1,21 @@
+//! The task model of taskd: ids, time, tasks and sub-tasks, their state machines and
+//! progress counters.
+//!
+//! This crate is the vocabulary every other layer speaks. It does no I/O, knows no wire
+//! format (the dialects in `taskd-api` map these states to their own status words) and
+//! knows no SQL (the stores persist these types). Everything here is a pure function of
+//! its inputs, which is what lets the state machines be property-tested exhaustively.
+
+pub mod clock;
+pub mod id;
+pub mod progress;
+pub mod state;
+pub mod task;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use id::{Id, IdParseError};
+pub use progress::Progress;
+pub use state::{ControlOp, SubTaskState, TaskState};
+pub use task::{
+    Credential, NewSubTask, NewTask, NewTaskFile, RetryPolicy, SubTask, Task, TaskFile, TaskScope,
+};

@@ -1,0 +1,215 @@
+//! Stop, retry and confirm: one `BEGIN IMMEDIATE` transaction per call.
+//!
+//! Every decision comes from `taskd_core::state`: whether the op may touch the task at
+//! all (`ControlOp::allowed_for_task`), where it moves each sub-task
+//! (`ControlOp::sub_task_target`), and where the task ends up (`whole_task_state`, then
+//! `TaskState::derive` on the new counters). Every `UPDATE` is guarded by the state it
+//! expects, and the counters move with the rows in the same transaction.
+
+use std::collections::HashMap;
+
+use sqlx::SqliteConnection;
+use taskd_core::{Id, Progress, SubTaskState, TaskState, Timestamp};
+use taskd_store::{StoreResult, TargetOutcome, TaskControlOutcome, TaskControlParams};
+
+use crate::rows::{corrupt, parse_sub_task_state};
+use crate::tasks::{count_move, load};
+use crate::{SqliteStore, begin_write, db};
+
+pub(crate) async fn task_control(
+    store: &SqliteStore,
+    params: TaskControlParams,
+) -> StoreResult<TaskControlOutcome> {
+    let TaskControlParams {
+        scope,
+        task_id,
+        op,
+        targets,
+        now,
+    } = params;
+    let mut tx = begin_write(store).await?;
+    let Some(mut task) = load(&mut tx, &scope, task_id).await? else {
+        return Ok(TaskControlOutcome::NotFound);
+    };
+    let before = task.state;
+    if !op.allowed_for_task(before) {
+        return Ok(TaskControlOutcome::TaskStateRefused(before));
+    }
+
+    let mut progress = task.progress;
+    let mut moved = 0_i64;
+    let (through, outcomes) = match targets {
+        None => {
+            // Every sub-task the op applies to: one guarded UPDATE per source state.
+            for from in op.source_states() {
+                let Some(to) = op.sub_task_target(from) else {
+                    continue;
+                };
+                let expected = progress.move_all(from, to);
+                let changed = move_all(&mut tx, task_id, from, to, now).await?;
+                if changed != expected as u64 {
+                    return Err(corrupt(format!(
+                        "task {task_id}: {changed} sub-tasks were {}, its counters say {expected}",
+                        from.as_str()
+                    )));
+                }
+                moved += expected;
+            }
+            (op.whole_task_state(before), Vec::new())
+        }
+        Some(targets) => {
+            let mut outcomes = Vec::with_capacity(targets.len());
+            // A target named twice is applied once and reported twice, alike.
+            let mut seen: HashMap<String, TargetOutcome> = HashMap::new();
+            for target in targets {
+                if let Some(outcome) = seen.get(&target) {
+                    outcomes.push((target, *outcome));
+                    continue;
+                }
+                let outcome = match find(&mut tx, task_id, &target).await? {
+                    None => TargetOutcome::NotInTask,
+                    Some((id, from)) => match op.sub_task_target(from) {
+                        None => TargetOutcome::StateRefused(from),
+                        Some(to) => {
+                            move_one(&mut tx, id, from, to, now).await?;
+                            progress.move_n(from, to, 1);
+                            moved += 1;
+                            TargetOutcome::Applied
+                        }
+                    },
+                };
+                seen.insert(target.clone(), outcome);
+                outcomes.push((target, outcome));
+            }
+            // Per-target ops don't pass through a whole-task state.
+            (before, outcomes)
+        }
+    };
+    debug_assert_eq!(progress.sum_of_states(), progress.total);
+    debug_assert!(before.can_transition(through), "{before:?} -> {through:?}");
+    let after = through.derive(&progress);
+    debug_assert!(through.can_transition(after), "{through:?} -> {after:?}");
+
+    if moved > 0 || after != before {
+        write_task(&mut tx, task_id, before, after, &progress, now).await?;
+        count_move(&mut tx, &task, before, after).await?;
+        task.state = after;
+        task.progress = progress;
+        task.updated_at = now;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(TaskControlOutcome::Applied {
+        task,
+        targets: outcomes,
+    })
+}
+
+pub(crate) const MOVE_ALL_SQL: &str =
+    "UPDATE sub_tasks SET state = ?, updated_at = ? WHERE task_id = ? AND state = ?";
+pub(crate) const FIND_SQL: &str =
+    "SELECT id, state FROM sub_tasks WHERE task_id = ? AND target = ?";
+
+/// Moves every sub-task of `task_id` in `from` to `to`; returns how many moved.
+async fn move_all(
+    conn: &mut SqliteConnection,
+    task_id: Id,
+    from: SubTaskState,
+    to: SubTaskState,
+    now: Timestamp,
+) -> StoreResult<u64> {
+    debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
+    // Output and error of the last run stay: they are shown until the sub-task runs again.
+    Ok(sqlx::query(MOVE_ALL_SQL)
+        .bind(to.as_str())
+        .bind(now.0)
+        .bind(task_id.0)
+        .bind(from.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)?
+        .rows_affected())
+}
+
+async fn move_one(
+    conn: &mut SqliteConnection,
+    id: i64,
+    from: SubTaskState,
+    to: SubTaskState,
+    now: Timestamp,
+) -> StoreResult<()> {
+    debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
+    let changed =
+        sqlx::query("UPDATE sub_tasks SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
+            .bind(to.as_str())
+            .bind(now.0)
+            .bind(id)
+            .bind(from.as_str())
+            .execute(conn)
+            .await
+            .map_err(db)?
+            .rows_affected();
+    if changed != 1 {
+        // We read it in this transaction, under the write lock.
+        return Err(corrupt(format!(
+            "sub-task {} changed under the write lock",
+            Id(id)
+        )));
+    }
+    Ok(())
+}
+
+/// The id and state of a task's sub-task for `target`.
+async fn find(
+    conn: &mut SqliteConnection,
+    task_id: Id,
+    target: &str,
+) -> StoreResult<Option<(i64, SubTaskState)>> {
+    let row: Option<(i64, String)> = sqlx::query_as(FIND_SQL)
+        .bind(task_id.0)
+        .bind(target)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?;
+    row.map(|(id, state)| Ok((id, parse_sub_task_state(&state)?)))
+        .transpose()
+}
+
+/// Writes the task's new state and counters, guarded by the state it was read in (the
+/// caller has checked the transition).
+async fn write_task(
+    conn: &mut SqliteConnection,
+    task_id: Id,
+    before: TaskState,
+    after: TaskState,
+    p: &Progress,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let changed = sqlx::query(
+        "UPDATE tasks SET state = ?, n_total = ?, n_waiting = ?, n_processing = ?, \
+         n_succeeded = ?, n_failed = ?, n_retry_waiting = ?, n_stopped = ?, n_removed = ?, \
+         updated_at = ? \
+         WHERE id = ? AND state = ?",
+    )
+    .bind(after.as_str())
+    .bind(p.total)
+    .bind(p.waiting)
+    .bind(p.processing)
+    .bind(p.succeeded)
+    .bind(p.failed)
+    .bind(p.retry_waiting)
+    .bind(p.stopped)
+    .bind(p.removed)
+    .bind(now.0)
+    .bind(task_id.0)
+    .bind(before.as_str())
+    .execute(conn)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if changed != 1 {
+        return Err(corrupt(format!(
+            "task {task_id} changed under the write lock"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! The embedded storage backend of taskd: [`SqliteStore`], a [`taskd_store::Store`] on
+//! one SQLite file (`<data_dir>/taskd.sqlite3`) through sqlx.
+//!
+//! Layout of the crate:
+//! * `lib.rs`: opening, closing, the two connection pools and the `Store` impl, which only
+//!   dispatches;
+//! * `rows`: the row types and their mapping back into `taskd_core` types;
+//! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
+//! * `control`: stop / retry / confirm;
+//! * `credentials`, `files`: the small tables.
+//!
+//! How it uses SQLite:
+//! * WAL journal, `synchronous = NORMAL`, foreign keys on, a 5 s busy timeout. Readers
+//!   never block the writer and vice versa, so the CLI can open the same file while the
+//!   server runs.
+//! * One **writer** pool with a single connection: SQLite serialises writers anyway, and
+//!   queueing them in the pool instead of in SQLite avoids `SQLITE_BUSY`. Every write is a
+//!   `BEGIN IMMEDIATE` transaction, which takes the write lock up front, so a transaction
+//!   never fails half-way because another process (the CLI) started writing.
+//! * A **reader** pool of a few connections. Reads that issue several statements (a page
+//!   and its count) run in one deferred transaction, i.e. on one snapshot.
+//! * The schema lives in `migrations/`, applied by `sqlx::migrate!` on open.
+//!
+//! Architecture invariants (see also the rules in `taskd_store`):
+//! * a state write is guarded by the state it expects (`WHERE ... AND state = ?`) and
+//!   the new state comes from the tables in `taskd_core::state`;
+//! * progress counters (on the task row) and `task_counts` change in the same
+//!   transaction as the rows they count; nothing ever counts rows to answer a request.
+
+mod control;
+mod credentials;
+mod files;
+mod rows;
+mod tasks;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use taskd_core::{Credential, Id, NewTaskFile, TaskScope, Timestamp};
+use taskd_store::{
+    FileInsertOutcome, Page, Store, StoreError, StoreResult, SubTaskListParams, TaskControlOutcome,
+    TaskControlParams, TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
+};
+
+/// The database file inside the data directory.
+pub const DB_FILE_NAME: &str = "taskd.sqlite3";
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const READER_CONNECTIONS: u32 = 4;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A [`Store`] on one SQLite file. Cheap to clone (the pools are shared).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Exactly one connection: every write transaction queues here.
+    writer: SqlitePool,
+    /// Read-only use; in memory this is the writer pool itself (one database).
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<data_dir>/taskd.sqlite3` and brings its schema up to
+    /// date. Several stores (processes) may open the same directory at once.
+    pub async fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(DB_FILE_NAME))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+
+        let writer = pool_options(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let reader = pool_options(READER_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        tracing::debug!(dir = %data_dir.display(), "opened sqlite store");
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// A private in-memory database, for tests of other layers. It lives as long as the
+    /// store (one connection, shared by reads and writes).
+    pub async fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(db)?
+            .foreign_keys(true);
+        // The database dies with its connection, so the pool must never drop it.
+        let pool = pool_options(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(SqliteStore {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    /// Graceful shutdown: waits for the connections in use, folds the WAL back into the
+    /// database file and closes both pools. Calls after this fail with a backend error.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint on close failed");
+        }
+        self.writer.close().await;
+    }
+}
+
+fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        // A local file can't drop a connection; skip the ping before every use.
+        .test_before_acquire(false)
+}
+
+/// Maps a sqlx error: unique-key violations are conflicts, everything else is the backend's.
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StoreError::Conflict(d.message().to_owned());
+    }
+    StoreError::Backend(Box::new(e))
+}
+
+/// `BEGIN IMMEDIATE` on the writer: the write lock is taken before anything is read.
+pub(crate) async fn begin_write(
+    store: &SqliteStore,
+) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    store.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+}
+
+/// A deferred transaction on a reader: several statements on one snapshot.
+pub(crate) async fn begin_read(
+    store: &SqliteStore,
+) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    store.reader.begin().await.map_err(db)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn project_ensure(&self, project_id: &str, now: Timestamp) -> StoreResult<()> {
+        credentials::project_ensure(self, project_id, now).await
+    }
+
+    async fn credential_put(&self, credential: &Credential) -> StoreResult<()> {
+        credentials::put(self, credential).await
+    }
+
+    async fn credential_get(&self, access_key: &str) -> StoreResult<Option<Credential>> {
+        credentials::get(self, access_key).await
+    }
+
+    async fn credential_list(&self) -> StoreResult<Vec<Credential>> {
+        credentials::list(self).await
+    }
+
+    async fn credential_revoke(&self, access_key: &str, now: Timestamp) -> StoreResult<bool> {
+        credentials::revoke(self, access_key, now).await
+    }
+
+    async fn task_insert(&self, params: TaskInsertParams) -> StoreResult<taskd_core::Task> {
+        tasks::insert(self, params).await
+    }
+
+    async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<taskd_core::Task>> {
+        tasks::get(self, scope, id).await
+    }
+
+    async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<taskd_core::Task>> {
+        tasks::list(self, params).await
+    }
+
+    async fn sub_task_list(
+        &self,
+        params: &SubTaskListParams,
+    ) -> StoreResult<Option<Page<taskd_core::SubTask>>> {
+        tasks::sub_task_list(self, params).await
+    }
+
+    async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
+        tasks::delete(self, scope, id).await
+    }
+
+    async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
+        control::task_control(self, params).await
+    }
+
+    async fn file_insert(
+        &self,
+        file: NewTaskFile,
+        max_files: u32,
+        now: Timestamp,
+    ) -> StoreResult<FileInsertOutcome> {
+        files::insert(self, file, max_files, now).await
+    }
+
+    async fn file_list(&self, scope: &TaskScope) -> StoreResult<Vec<taskd_core::TaskFile>> {
+        files::list(self, scope).await
+    }
+
+    async fn file_get(
+        &self,
+        scope: &TaskScope,
+        file_id: &str,
+    ) -> StoreResult<Option<TaskFileContent>> {
+        files::get(self, scope, file_id).await
+    }
+
+    async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool> {
+        files::delete(self, scope, file_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

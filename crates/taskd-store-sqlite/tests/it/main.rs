@@ -1,0 +1,1 @@
+//! SqliteStore integration tests.

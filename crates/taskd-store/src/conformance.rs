@@ -1,0 +1,462 @@
+//! The conformance suite: the behaviour every [`Store`] backend must show, written once.
+//!
+//! Each behaviour is a `pub async fn(Arc<dyn Store>)` that gets a fresh, empty store and
+//! panics on the first difference. A backend instantiates the whole suite with one line
+//! in its integration tests:
+//!
+//! ```ignore
+//! // tests/it/main.rs of a backend crate (needs tokio with `macros` and `rt-multi-thread`)
+//! async fn fresh() -> (MyStore, impl Sized) { /* a new empty store + what keeps it alive */ }
+//! taskd_store::store_conformance_tests!(fresh());
+//! ```
+//!
+//! New store behaviour lands here first, so every backend is held to it.
+//!
+//! Besides the per-call expectations, the checks after every mutation
+//! ([`assert_task_consistent`], [`assert_list_consistent`]) hold the two invariants the
+//! counters promise: a task's progress counters equal the states of the sub-tasks one can
+//! page through, and a listing's `count` equals the number of tasks one can page through
+//! (with and without each filter).
+//!
+//! The suite drives state only through the trait, so it reaches the states the control
+//! ops reach (waiting, processing, stopped sub-tasks; initializing, waiting, processing,
+//! stopped tasks); the engine's own transitions are tested where they are added.
+
+mod control;
+mod credentials;
+mod files;
+mod sub_tasks;
+mod tasks;
+
+use std::collections::BTreeSet;
+
+use taskd_core::{
+    ControlOp, Id, NewSubTask, NewTask, Progress, SubTask, SubTaskState, Task, TaskScope,
+    TaskState, Timestamp,
+};
+
+use crate::{
+    Page, PageRequest, Store, SubTaskListParams, TaskControlOutcome, TaskControlParams, TaskFilter,
+    TaskInsertParams, TaskListParams,
+};
+
+pub use control::*;
+pub use credentials::*;
+pub use files::*;
+pub use sub_tasks::*;
+pub use tasks::*;
+
+/// Instantiates every conformance test as a `#[tokio::test]` in the calling module.
+///
+/// `$make` is an expression evaluating to a future of `(store, guard)`: a fresh, empty
+/// store and a value that must outlive it (a temp dir, a test database handle). It is
+/// evaluated once per test. The calling crate needs `tokio` (macros, rt-multi-thread).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@each $make;
+            credential_round_trip,
+            credential_other_project_conflicts,
+            project_ensure_is_idempotent,
+            task_insert_round_trip,
+            task_insert_initial_state,
+            task_ids_are_monotonic,
+            task_insert_failure_writes_nothing,
+            task_get_is_scoped,
+            task_list_pagination,
+            task_list_filters_and_counts,
+            task_list_scope_isolation,
+            sub_task_list_paging_and_filters,
+            sub_task_list_scoping,
+            control_stop_whole_task,
+            control_stop_initializing_task,
+            control_confirm_whole_task,
+            control_per_target,
+            control_stop_every_target_of_a_waiting_task,
+            control_refused_by_task_state,
+            control_not_found,
+            control_concurrent_calls_keep_counters,
+            task_delete_finished_only,
+            files_round_trip_and_limit,
+            files_are_scoped,
+            large_task_round_trip,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, guard) = $make.await;
+                let store: ::std::sync::Arc<dyn $crate::Store> = ::std::sync::Arc::new(store);
+                $crate::conformance::$name(store).await;
+                drop(guard);
+            }
+        )*
+    };
+}
+
+// ---- fixtures --------------------------------------------------------------------------
+
+/// The suite's "now": any fixed instant; tests add to it.
+pub const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+pub fn at(ms: i64) -> Timestamp {
+    T0.plus_millis(ms)
+}
+
+pub fn scope(project: &str, instance: &str) -> TaskScope {
+    TaskScope::new(project, instance)
+}
+
+/// A task with only the required fields set.
+pub fn new_task(scope: &TaskScope, name: &str) -> NewTask {
+    NewTask {
+        scope: scope.clone(),
+        app_id: None,
+        name: name.to_owned(),
+        kind: "firmwareUpgrade".to_owned(),
+        mode: None,
+        need_confirm: false,
+        ext_info_json: None,
+        targets_json: None,
+        targets_filter_json: None,
+        document_json: None,
+        document_source: None,
+        schedule_at: None,
+        retry: None,
+    }
+}
+
+/// Sub-tasks for `targets`, without input.
+pub fn sub_tasks_for(targets: &[&str]) -> Vec<NewSubTask> {
+    targets
+        .iter()
+        .map(|t| NewSubTask {
+            target: (*t).to_owned(),
+            input_json: None,
+        })
+        .collect()
+}
+
+/// `n` sub-tasks with targets `dev-00000`, `dev-00001`, ...
+pub fn numbered_sub_tasks(n: usize) -> Vec<NewSubTask> {
+    (0..n)
+        .map(|i| NewSubTask {
+            target: target_name(i),
+            input_json: None,
+        })
+        .collect()
+}
+
+pub fn target_name(i: usize) -> String {
+    format!("dev-{i:05}")
+}
+
+pub async fn insert(
+    store: &dyn Store,
+    task: NewTask,
+    sub_tasks: Vec<NewSubTask>,
+    now: Timestamp,
+) -> Task {
+    store
+        .task_insert(TaskInsertParams {
+            task,
+            sub_tasks,
+            now,
+        })
+        .await
+        .expect("task_insert")
+}
+
+/// Inserts a task named `name` in `scope` with `targets`, then checks the invariants.
+pub async fn insert_with_targets(
+    store: &dyn Store,
+    scope: &TaskScope,
+    name: &str,
+    targets: &[&str],
+    now: Timestamp,
+) -> Task {
+    let task = insert(store, new_task(scope, name), sub_tasks_for(targets), now).await;
+    check(store, scope, task.id).await;
+    task
+}
+
+pub const fn first_page(limit: u32) -> PageRequest {
+    PageRequest {
+        marker: Id::MAX,
+        offset: 0,
+        limit,
+    }
+}
+
+pub const fn page(marker: Id, offset: u32, limit: u32) -> PageRequest {
+    PageRequest {
+        marker,
+        offset,
+        limit,
+    }
+}
+
+pub async fn list(
+    store: &dyn Store,
+    scope: &TaskScope,
+    filter: TaskFilter,
+    page: PageRequest,
+) -> Page<Task> {
+    store
+        .task_list(&TaskListParams {
+            scope: scope.clone(),
+            filter,
+            page,
+        })
+        .await
+        .expect("task_list")
+}
+
+pub async fn sub_list(
+    store: &dyn Store,
+    scope: &TaskScope,
+    task_id: Id,
+    state: Option<SubTaskState>,
+    target: Option<&str>,
+    page: PageRequest,
+) -> Option<Page<SubTask>> {
+    store
+        .sub_task_list(&SubTaskListParams {
+            scope: scope.clone(),
+            task_id,
+            state,
+            target: target.map(str::to_owned),
+            page,
+        })
+        .await
+        .expect("sub_task_list")
+}
+
+pub async fn control(
+    store: &dyn Store,
+    scope: &TaskScope,
+    task_id: Id,
+    op: ControlOp,
+    targets: Option<&[&str]>,
+    now: Timestamp,
+) -> TaskControlOutcome {
+    store
+        .task_control(TaskControlParams {
+            scope: scope.clone(),
+            task_id,
+            op,
+            targets: targets.map(|ts| ts.iter().map(|t| (*t).to_owned()).collect()),
+            now,
+        })
+        .await
+        .expect("task_control")
+}
+
+/// The task and target outcomes of an applied op; panics on any other outcome.
+pub fn applied(outcome: TaskControlOutcome) -> (Task, Vec<(String, crate::TargetOutcome)>) {
+    match outcome {
+        TaskControlOutcome::Applied { task, targets } => (task, targets),
+        other => panic!("expected Applied, got {other:?}"),
+    }
+}
+
+// ---- invariants --------------------------------------------------------------------------
+
+/// Both invariants for one task and its scope, after a mutation.
+pub async fn check(store: &dyn Store, scope: &TaskScope, task_id: Id) -> Task {
+    let task = assert_task_consistent(store, scope, task_id).await;
+    assert_list_consistent(store, scope).await;
+    task
+}
+
+/// Pages through all sub-tasks of a task (by marker, `page_size` at a time) and checks
+/// every page's `count` against `expected_count`, id order and ownership.
+pub async fn all_sub_tasks(
+    store: &dyn Store,
+    scope: &TaskScope,
+    task_id: Id,
+    state: Option<SubTaskState>,
+    page_size: u32,
+    expected_count: i64,
+) -> Vec<SubTask> {
+    let mut out: Vec<SubTask> = Vec::new();
+    let mut marker = Id::MAX;
+    loop {
+        let p = sub_list(
+            store,
+            scope,
+            task_id,
+            state,
+            None,
+            page(marker, 0, page_size),
+        )
+        .await
+        .expect("the task exists");
+        assert_eq!(
+            p.count, expected_count,
+            "sub-task count of task {task_id} (state filter {state:?})"
+        );
+        for s in &p.items {
+            assert_eq!(
+                s.task_id, task_id,
+                "sub-task {} listed under another task",
+                s.id
+            );
+            assert!(
+                s.id < marker,
+                "sub-task ids must decrease through the pages"
+            );
+            if let Some(st) = state {
+                assert_eq!(s.state, st, "state filter returned {:?}", s.state);
+            }
+            marker = s.id;
+        }
+        let done = p.items.len() < page_size as usize;
+        out.extend(p.items);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// "The task's progress counters equal the actual sub-task states": reads every sub-task
+/// through `sub_task_list` (and, for small tasks, through each state filter) and counts.
+pub async fn assert_task_consistent(store: &dyn Store, scope: &TaskScope, task_id: Id) -> Task {
+    let task = store
+        .task_get(scope, task_id)
+        .await
+        .expect("task_get")
+        .unwrap_or_else(|| panic!("task {task_id} not found in {scope:?}"));
+    let p = task.progress;
+    let small = p.total <= 1_000;
+    let page_size = if small { 7 } else { 1_000 };
+    let subs = all_sub_tasks(store, scope, task_id, None, page_size, p.total).await;
+
+    let mut actual = Progress::default();
+    for s in &subs {
+        actual.add(s.state, 1);
+        assert!(
+            s.id > task_id,
+            "sub-task {} not above its task {task_id}",
+            s.id
+        );
+    }
+    assert_eq!(
+        actual, p,
+        "progress counters of task {task_id} vs its sub-tasks"
+    );
+    let targets: BTreeSet<&str> = subs.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets.len(),
+        subs.len(),
+        "duplicate targets in task {task_id}"
+    );
+
+    if small {
+        for st in SubTaskState::ALL {
+            let n = all_sub_tasks(store, scope, task_id, Some(st), 3, p.get(st)).await;
+            assert_eq!(n.len() as i64, p.get(st), "sub-tasks listed in {st:?}");
+        }
+    }
+    // A finished task's state is where its counters lead (derive is stable there).
+    assert_eq!(
+        task.state.derive(&p),
+        task.state,
+        "task {task_id} is {:?} but its counters derive otherwise: {p:?}",
+        task.state
+    );
+    task
+}
+
+/// "A listing's count equals the number of tasks one can page through", unfiltered and
+/// for every state, kind and app filter present in the scope. Returns the tasks, newest
+/// first.
+pub async fn assert_list_consistent(store: &dyn Store, scope: &TaskScope) -> Vec<Task> {
+    let all = all_tasks(store, scope, TaskFilter::default()).await;
+    for t in &all {
+        assert_eq!(&t.scope, scope, "task {} listed in another scope", t.id);
+    }
+    let mut filters: Vec<TaskFilter> = TaskState::ALL
+        .into_iter()
+        .map(|s| TaskFilter {
+            state: Some(s),
+            ..TaskFilter::default()
+        })
+        .collect();
+    let kinds: BTreeSet<&String> = all.iter().map(|t| &t.kind).collect();
+    for kind in kinds {
+        filters.push(TaskFilter {
+            kind: Some(kind.clone()),
+            ..TaskFilter::default()
+        });
+    }
+    let apps: BTreeSet<&String> = all.iter().filter_map(|t| t.app_id.as_ref()).collect();
+    for app in apps {
+        filters.push(TaskFilter {
+            app_id: Some(app.clone()),
+            ..TaskFilter::default()
+        });
+    }
+    for filter in filters {
+        let expected: Vec<Id> = all
+            .iter()
+            .filter(|t| matches(t, &filter))
+            .map(|t| t.id)
+            .collect();
+        let got: Vec<Id> = all_tasks(store, scope, filter.clone())
+            .await
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(got, expected, "tasks listed with {filter:?}");
+    }
+    all
+}
+
+/// Whether `task` passes `filter` (the reference the listings are compared with).
+pub fn matches(task: &Task, filter: &TaskFilter) -> bool {
+    filter
+        .app_id
+        .as_ref()
+        .is_none_or(|a| task.app_id.as_ref() == Some(a))
+        && filter.kind.as_ref().is_none_or(|k| &task.kind == k)
+        && filter.state.is_none_or(|s| task.state == s)
+}
+
+/// Pages through a listing by marker, 3 at a time, checking each page's count against the
+/// number of tasks paged through in the end.
+pub async fn all_tasks(store: &dyn Store, scope: &TaskScope, filter: TaskFilter) -> Vec<Task> {
+    let mut out: Vec<Task> = Vec::new();
+    let mut counts = BTreeSet::new();
+    let mut marker = Id::MAX;
+    loop {
+        let p = list(store, scope, filter.clone(), page(marker, 0, 3)).await;
+        counts.insert(p.count);
+        for t in &p.items {
+            assert!(t.id < marker, "task ids must decrease through the pages");
+            assert!(matches(t, &filter), "task {} doesn't pass {filter:?}", t.id);
+            marker = t.id;
+        }
+        let done = p.items.len() < 3;
+        out.extend(p.items);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        vec![out.len() as i64],
+        "page.count vs the tasks paged through with {filter:?}"
+    );
+    out
+}
+
+/// Shared by the submodules.
+fn ids(tasks: &[Task]) -> Vec<Id> {
+    tasks.iter().map(|t| t.id).collect()
+}
+
+fn sub_ids(subs: &[SubTask]) -> Vec<Id> {
+    subs.iter().map(|s| s.id).collect()
+}

@@ -1,0 +1,68 @@
+//! `taskd`: the self-hosted task center.
+//!
+//! This binary only parses the command line and wires the layers together: the store
+//! (`taskd-store-sqlite`), the engine and the HTTP API. Each subcommand lives in its own
+//! module.
+
+mod credentials;
+mod logging;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "taskd",
+    version,
+    about = "Self-hosted task center speaking Huawei Cloud's task APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives. Every command that touches data takes it the same way.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Directory holding the embedded SQLite database (created if missing).
+    #[arg(long, env = "TASKD_DATA_DIR", default_value = "./taskd-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Manage access keys (works while the server runs).
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("taskd: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Credentials(cmd) => credentials::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("taskd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
