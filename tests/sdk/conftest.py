@@ -83,6 +83,12 @@ def api(server, creds, auth_mode):
 
 
 @pytest.fixture
+def plain_api(server, creds):
+    """SDK client (plain signing only) on a fresh project, for slow tests where the signing mode is irrelevant."""
+    return Api(server.url, creds, "plain")
+
+
+@pytest.fixture
 def new_api(server, auth_mode):
     """Factory: another fresh project (or a given Creds) with its own SDK client."""
 

@@ -104,14 +104,15 @@ def test_upload_rejects_unreadable_spreadsheet(shared_api, tmp_path, name):
     expect_error(lambda: shared_api.upload(path), 400, E_FILE_UNREADABLE)
 
 
-def test_upload_rejects_more_than_30000_rows(shared_api, big_sheets):
-    expect_error(lambda: shared_api.upload(big_sheets[30001]), 400, E_FILE_TOO_MANY_ROWS)
+def test_upload_rejects_more_than_30000_rows(plain_api, big_sheets):
+    expect_error(lambda: plain_api.upload(big_sheets[30001]), 400, E_FILE_TOO_MANY_ROWS)
+    assert plain_api.list_files().files == []
 
 
-def test_upload_accepts_30000_rows(api, big_sheets):
-    up = api.upload(big_sheets[30000])
+def test_upload_accepts_30000_rows(plain_api, big_sheets):
+    up = plain_api.upload(big_sheets[30000])
     assert up.status_code == 201
-    assert file_names(api) == ["rows30000.xlsx"]
+    assert file_names(plain_api) == ["rows30000.xlsx"]
 
 
 def test_upload_rejects_file_name_over_60_chars(shared_api, tmp_path):
@@ -138,11 +139,14 @@ def test_upload_without_file_part_is_400(shared_api):
     expect_error(lambda: shared_api.client.upload_batch_task_file(req), 400, E_INVALID)
 
 
-def test_rejected_uploads_are_not_kept(api, tmp_path, big_sheets):
+def test_rejected_uploads_are_not_kept(api, tmp_path):
     bad = tmp_path / "x.csv"
     bad.write_bytes(b"a,b\n")
     expect_error(lambda: api.upload(bad), 400, E_FILE_TYPE)
-    expect_error(lambda: api.upload(big_sheets[30001]), 400, E_FILE_TOO_MANY_ROWS)
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"not a zip")
+    expect_error(lambda: api.upload(broken), 400, E_FILE_UNREADABLE)
+    expect_error(lambda: api.upload(sheet(tmp_path, "n" * 61 + ".xlsx")), 400, E_FILE_NAME_TOO_LONG)
     expect_error(lambda: api.upload(WRITERS["xlsx"](tmp_path / "e.xlsx", DEVICE_FILE_HEADER, [])), 400, E_FILE_EMPTY)
     assert api.list_files().files == []
 

@@ -138,12 +138,6 @@ fn bench(c: &mut Criterion) {
     group.bench_function("payload_hash_212B", |b| {
         b.iter(|| payload_hash(black_box(&v2.headers), black_box(v2.body)))
     });
-    let big = vec![7u8; 16384];
-    group.throughput(Throughput::Bytes(16384));
-    group.bench_function("sha256_16k", |b| {
-        b.iter(|| payload_hash(black_box(&v2.headers), black_box(&big)))
-    });
-    group.throughput(Throughput::Elements(1));
     group.bench_function("derive_key", |b| {
         b.iter(|| {
             derive_key(

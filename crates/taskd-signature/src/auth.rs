@@ -108,10 +108,11 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SignatureEr
         return Err(Malformed("empty access key"));
     }
 
-    let signed_headers: Vec<&str> = signed_headers
-        .ok_or(Malformed("missing SignedHeaders"))?
-        .split(';')
-        .collect();
+    let signed_headers = signed_headers.ok_or(Malformed("missing SignedHeaders"))?;
+    // Sized up front: the SDK signs 5-7 headers, which would otherwise cost a regrowth.
+    let mut names = Vec::with_capacity(signed_headers.bytes().filter(|&b| b == b';').count() + 1);
+    names.extend(signed_headers.split(';'));
+    let signed_headers = names;
     if signed_headers.iter().any(|h| h.is_empty()) {
         return Err(Malformed("empty name in SignedHeaders"));
     }

@@ -32,9 +32,45 @@ impl Sink for Vec<u8> {
     }
 }
 
-impl Sink for Sha256 {
+/// SHA-256 of the canonical request without materialising it: pieces are gathered in a
+/// stack buffer and handed to the hasher in large slices, because feeding the many tiny
+/// pieces (`":"`, `"\n"`, …) one by one costs more than copying them.
+pub(crate) struct HashSink {
+    hasher: Sha256,
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl HashSink {
+    pub(crate) fn new() -> Self {
+        HashSink {
+            hasher: Sha256::new(),
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    /// Lowercase hex of the digest, as it appears in the string to sign.
+    pub(crate) fn finalize_hex(mut self) -> [u8; 64] {
+        self.hasher.update(&self.buf[..self.len]);
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(self.hasher.finalize(), &mut hex).expect("64 = 2 * 32");
+        hex
+    }
+}
+
+impl Sink for HashSink {
     fn put(&mut self, bytes: &[u8]) {
-        Digest::update(self, bytes);
+        if self.len + bytes.len() > self.buf.len() {
+            self.hasher.update(&self.buf[..self.len]);
+            self.len = 0;
+            if bytes.len() > self.buf.len() {
+                self.hasher.update(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
     }
 }
 
@@ -88,9 +124,42 @@ pub fn canonical_query(raw_query: &str) -> String {
 }
 
 pub(crate) fn write_canonical_query(sink: &mut impl Sink, raw_query: &str) {
-    if raw_query.is_empty() {
-        return; // the common GET/POST-without-query case: no allocation at all
+    if is_canonical_query(raw_query) {
+        // The Python SDK sends its query already canonical; for the usual plain
+        // ASCII parameters that is cheap to recognise and saves decoding and sorting.
+        sink.put(raw_query.as_bytes());
+        return;
     }
+    write_canonical_query_general(sink, raw_query);
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// True if `raw_query` is its own canonical form *and* contains no `%` escapes (so its
+/// bytes are the decoded bytes and can be compared directly): every piece is `k=v`
+/// of unreserved characters and the pairs are sorted by (key, value). Anything else,
+/// including an empty piece, takes the general path.
+fn is_canonical_query(raw_query: &str) -> bool {
+    let mut previous: Option<(&str, &str)> = None;
+    for piece in raw_query.split('&') {
+        let Some((k, v)) = piece.split_once('=') else {
+            return false;
+        };
+        if !k.bytes().chain(v.bytes()).all(is_unreserved) {
+            return false;
+        }
+        // Compare as tuples: comparing the "k=v" text would put "a-b=1" before "a=1".
+        if previous.is_some_and(|p| p > (k, v)) {
+            return false;
+        }
+        previous = Some((k, v));
+    }
+    true
+}
+
+fn write_canonical_query_general(sink: &mut impl Sink, raw_query: &str) {
     let mut pairs: Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> = raw_query
         .split('&')
         .filter(|piece| !piece.is_empty())
@@ -266,6 +335,49 @@ mod tests {
         // V4 from sign-vectors.json is already canonical and must be a fixed point
         let v4 = "empty=&flag=true&multi=a&multi=b&name=a%20b%2Fc~d%2Ae&status=Running&uni=%C3%BC%E4%B8%AD";
         assert_eq!(canonical_query(v4), v4);
+    }
+
+    fn general(q: &str) -> String {
+        let mut out = Vec::new();
+        write_canonical_query_general(&mut out, q);
+        into_string(out)
+    }
+
+    #[test]
+    fn fast_path_recognises_only_canonical_queries() {
+        for q in [
+            "a=1",
+            "a=1&b=2",
+            "a=&a=1",
+            "=",
+            "a=1&a-b=1",
+            "a-b=1&a=1",
+            "a=1&a=1",
+            "k=~._-",
+        ] {
+            let fast = is_canonical_query(q);
+            assert_eq!(fast, general(q) == q, "{q:?}");
+        }
+        for q in [
+            "b=2&a=1",
+            "a-b=1&a=1",
+            "a",
+            "a=1&",
+            "&a=1",
+            "a=b=c",
+            "a=%20",
+            "a=+",
+            "a=1&&b=2",
+        ] {
+            assert!(!is_canonical_query(q), "{q:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_agrees_with_general_path(q in "[ab=&~.+%2F-]{0,16}") {
+            proptest::prop_assert_eq!(canonical_query(&q), general(&q));
+        }
     }
 
     #[test]

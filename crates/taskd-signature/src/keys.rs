@@ -1,7 +1,7 @@
 //! Key derivation, string to sign and the final HMAC (spec §3.2, §3.3).
 
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::auth::Algorithm;
 use crate::canonical::sha256_hex;
@@ -86,11 +86,8 @@ pub(crate) fn compute_signature(
     secret_key: &str,
     scope: Option<(&str, &str)>,
     sdk_date: &str,
-    canonical_request_sha256: Sha256,
+    canonical_request_sha256_hex: &[u8; 64],
 ) -> [u8; 32] {
-    let mut hash_hex = [0u8; 64];
-    hex::encode_to_slice(canonical_request_sha256.finalize(), &mut hash_hex).expect("64 = 2 * 32");
-
     let derived;
     let (key, info) = match (algorithm, scope) {
         (Algorithm::V11HmacSha256, Some((access_key, info))) => {
@@ -101,7 +98,7 @@ pub(crate) fn compute_signature(
         _ => (secret_key.as_bytes(), None),
     };
     let mut mac = hmac_sha256(key);
-    for part in string_to_sign_parts(algorithm, sdk_date, info, &hash_hex) {
+    for part in string_to_sign_parts(algorithm, sdk_date, info, canonical_request_sha256_hex) {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
@@ -110,6 +107,7 @@ pub(crate) fn compute_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
 
     #[test]
     fn derive_key_matches_vector_v3() {

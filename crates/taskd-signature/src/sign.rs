@@ -1,11 +1,9 @@
 //! Client-side signing, byte-compatible with the Python SDK (`Signer`,
 //! `DerivationAKSKSigner`), for taskd's own CLI, workers, tests and benchmarks.
 
-use sha2::{Digest, Sha256};
-
 use crate::X_SDK_DATE;
 use crate::auth::Algorithm;
-use crate::canonical::{Sink, compute_payload_hash, write_canonical_request};
+use crate::canonical::{HashSink, Sink, compute_payload_hash, write_canonical_request};
 use crate::keys::compute_signature;
 
 /// A request to sign, as the client will send it.
@@ -93,7 +91,7 @@ pub fn sign(req: &SigningRequest<'_>, key: &SigningKey<'_>) -> Signed {
     };
 
     let payload_hash = compute_payload_hash(req.headers, req.body);
-    let mut canonical_hash = Sha256::new();
+    let mut canonical_hash = HashSink::new();
     // The client canonical query is a fixed point of the server canonicalisation
     // (decode∘encode = id and the sort key is the same), so the server-side writer
     // produces exactly the SDK's canonical request.
@@ -108,7 +106,13 @@ pub fn sign(req: &SigningRequest<'_>, key: &SigningKey<'_>) -> Signed {
     )
     .expect("every signed header comes from the header list");
     let scope = info.as_deref().map(|info| (access_key, info));
-    let signature = compute_signature(algorithm, secret_key, scope, sdk_date, canonical_hash);
+    let signature = compute_signature(
+        algorithm,
+        secret_key,
+        scope,
+        sdk_date,
+        &canonical_hash.finalize_hex(),
+    );
 
     let signed_headers = signed_names.join(";");
     let signature = hex::encode(signature);

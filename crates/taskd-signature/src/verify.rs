@@ -1,10 +1,9 @@
 //! Server-side verification (spec §3.4).
 
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::auth::{Algorithm, Authorization};
-use crate::canonical::{compute_payload_hash, write_canonical_request};
+use crate::canonical::{HashSink, compute_payload_hash, write_canonical_request};
 use crate::error::{ScopePart, SignatureError};
 use crate::headers::HeaderLookup;
 use crate::keys::compute_signature;
@@ -113,7 +112,7 @@ pub fn verify<H: HeaderLookup + ?Sized>(
     };
 
     let payload_hash = compute_payload_hash(req.headers, req.body);
-    let mut canonical_hash = Sha256::new();
+    let mut canonical_hash = HashSink::new();
     write_canonical_request(
         &mut canonical_hash,
         req.method,
@@ -123,7 +122,13 @@ pub fn verify<H: HeaderLookup + ?Sized>(
         &auth.signed_headers,
         payload_hash.as_bytes(),
     )?;
-    let expected = compute_signature(auth.algorithm, secret_key, scope, sdk_date, canonical_hash);
+    let expected = compute_signature(
+        auth.algorithm,
+        secret_key,
+        scope,
+        sdk_date,
+        &canonical_hash.finalize_hex(),
+    );
     if bool::from(expected.ct_eq(&auth.signature)) {
         Ok(())
     } else {

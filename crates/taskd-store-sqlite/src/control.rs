@@ -82,7 +82,7 @@ pub(crate) async fn task_control(
                 outcomes.push((target, outcome));
             }
             // Per-target ops don't pass through a whole-task state.
-            (op.whole_task_state(before), outcomes)
+            (before, outcomes)
         }
     };
     debug_assert_eq!(progress.sum_of_states(), progress.total);

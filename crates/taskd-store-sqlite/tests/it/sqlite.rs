@@ -11,7 +11,9 @@ use crate::fresh;
 
 async fn raw(dir: &std::path::Path) -> SqliteConnection {
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join(DB_FILE_NAME));
-    SqliteConnection::connect_with(&options).await.expect("raw connection")
+    SqliteConnection::connect_with(&options)
+        .await
+        .expect("raw connection")
 }
 
 fn credential(access_key: &str, project: &str, created_at: Timestamp) -> Credential {
@@ -53,7 +55,10 @@ async fn reopening_keeps_data_and_the_id_sequence() {
     let (store, dir) = fresh().await;
     let s = scope("p1", "");
     let t = insert_with_targets(&store, &s, "t", &["a", "b"], at(1_000)).await;
-    store.credential_put(&credential("AK", "p1", T0)).await.unwrap();
+    store
+        .credential_put(&credential("AK", "p1", T0))
+        .await
+        .unwrap();
     store.close().await;
     assert!(store.ping().await.is_err(), "a closed store refuses work");
 
@@ -105,7 +110,10 @@ async fn a_second_store_on_the_same_dir_can_write() {
     let seen = taskd_store::conformance::assert_list_consistent(&cli, &s).await;
     assert_eq!(seen.len(), 50);
     cli.close().await;
-    server.ping().await.expect("the server is unaffected by the CLI closing");
+    server
+        .ping()
+        .await
+        .expect("the server is unaffected by the CLI closing");
     server.close().await;
 }
 
@@ -131,12 +139,17 @@ async fn counters_out_of_step_are_reported_as_corrupt() {
         })
         .await;
     assert!(matches!(res, Err(StoreError::Corrupt(_))), "{res:?}");
-    assert_eq!(store.task_get(&s, t.id).await.unwrap(), Some(t.clone()), "rolled back");
-    let b: String = sqlx::query_scalar("SELECT state FROM sub_tasks WHERE task_id = ? AND target = 'b'")
-        .bind(t.id.0)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    assert_eq!(
+        store.task_get(&s, t.id).await.unwrap(),
+        Some(t.clone()),
+        "rolled back"
+    );
+    let b: String =
+        sqlx::query_scalar("SELECT state FROM sub_tasks WHERE task_id = ? AND target = 'b'")
+            .bind(t.id.0)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(b, "waiting", "rolled back");
 
     // Per target, the guarded update moves it from the state it really is in.
@@ -161,7 +174,10 @@ async fn unknown_state_names_are_corrupt() {
         .execute(&mut conn)
         .await
         .unwrap();
-    assert!(matches!(store.task_get(&s, t.id).await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        store.task_get(&s, t.id).await,
+        Err(StoreError::Corrupt(_))
+    ));
     assert!(matches!(
         store
             .task_control(taskd_store::TaskControlParams {

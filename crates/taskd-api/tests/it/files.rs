@@ -1,0 +1,170 @@
+use axum::http::StatusCode;
+use rust_xlsxwriter::Workbook;
+use serde_json::json;
+
+use crate::support::*;
+
+fn xlsx(header: &[&str], rows: usize) -> Vec<u8> {
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, h) in header.iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    for r in 0..rows {
+        sheet
+            .write_string(r as u32 + 1, 0, format!("node{r}"))
+            .unwrap();
+        sheet.write_string(r as u32 + 1, 1, "product").unwrap();
+        // A numeric cell: read back as "7", not "7.0".
+        sheet.write_number(r as u32 + 1, 2, 7.0).unwrap();
+    }
+    book.save_to_buffer().unwrap()
+}
+
+fn multipart(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "091eeddbc64942e0bb764db3a5b17858";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(app: &TestApp, name: &str, bytes: &[u8]) -> Reply {
+    let (content_type, body) = multipart(name, bytes);
+    let path = format!("/v5/iot/{P1}/batchtask-files");
+    app.call(Call {
+        content_type,
+        body,
+        ..Call::new("POST", &path)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_uploaded_file_becomes_a_create_devices_task() {
+    let app = TestApp::new().await;
+    let r = upload(
+        &app,
+        "devices.xlsx",
+        &xlsx(&["node_id", "product_id", "description"], 3),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["file_name"], "devices.xlsx");
+    assert_eq!(r.body["upload_time"], "20260101T000000Z");
+    let file_id = r.body["file_id"].as_str().unwrap().to_string();
+
+    let list = app
+        .call(Call::new("GET", &format!("/v5/iot/{P1}/batchtask-files")))
+        .await;
+    assert_eq!(list.body["files"][0]["file_id"], file_id);
+
+    let t = app
+        .call(Call::new("POST", &batchtasks()).json(
+            json!({"task_name": "reg", "task_type": "createDevices", "document_source": file_id}),
+        ))
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+    assert_eq!(t.body["task_progress"]["total"], 3);
+    let id = t.body["task_id"].as_str().unwrap();
+    let show = app
+        .call(Call::new("GET", &format!("{}/{id}", batchtasks())))
+        .await;
+    let targets: Vec<&str> = show.body["task_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["node2", "node1", "node0"]);
+
+    let path = format!("/v5/iot/{P1}/batchtask-files/{file_id}");
+    assert_eq!(
+        app.call(Call::new("DELETE", &path)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let again = app.call(Call::new("DELETE", &path)).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::NOT_FOUND, "IOTDA.014600")
+    );
+}
+
+#[tokio::test]
+async fn bad_files_get_their_codes() {
+    let app = TestApp::new().await;
+    let no_extension = "a".repeat(56);
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "devices.csv",
+            b"a,b".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "IOTDA.014602",
+        ),
+        (
+            "devices.xlsx",
+            b"PKfake-xlsx-bytes".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "IOTDA.014603",
+        ),
+        (
+            "devices.xlsx",
+            xlsx(&["node_id", "product_id", "x"], 30_001),
+            StatusCode::BAD_REQUEST,
+            "IOTDA.014604",
+        ),
+        (
+            &no_extension,
+            xlsx(&["node_id"], 1),
+            StatusCode::BAD_REQUEST,
+            "IOTDA.014602",
+        ),
+        (
+            "devices.xlsx",
+            xlsx(&["node_id", "product_id"], 0),
+            StatusCode::BAD_REQUEST,
+            "IOTDA.014606",
+        ),
+    ];
+    for (name, bytes, status, code) in cases {
+        let r = upload(&app, name, &bytes).await;
+        assert_eq!((r.status, r.code()), (status, code), "{name}: {}", r.body);
+    }
+    let long = format!("{}.xlsx", "a".repeat(56));
+    let r = upload(&app, &long, &xlsx(&["node_id"], 1)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "IOTDA.014605")
+    );
+    let full = upload(
+        &app,
+        "devices.xlsx",
+        &xlsx(&["node_id", "product_id", "x"], 30_000),
+    )
+    .await;
+    assert_eq!(
+        full.status,
+        StatusCode::CREATED,
+        "exactly 30,000 rows is allowed"
+    );
+}
+
+#[tokio::test]
+async fn at_most_ten_files_are_kept_per_scope() {
+    let app = TestApp::new().await;
+    let bytes = xlsx(&["node_id", "product_id", "x"], 1);
+    for i in 0..10 {
+        assert_eq!(
+            upload(&app, &format!("f{i}.xlsx"), &bytes).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let r = upload(&app, "f10.xlsx", &bytes).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "IOTDA.014601")
+    );
+}

@@ -1,0 +1,8 @@
+//! The API through its router: real SQLite store, requests signed by `taskd-signature`
+//! the way the SDK signs them, time from a `ManualClock`.
+
+mod support;
+
+mod auth;
+mod batch_tasks;
+mod files;
