@@ -2,7 +2,8 @@
 //!
 //! Every piece is written through a [`Sink`] so the same code either builds the
 //! canonical request as a string (public functions, tests, debugging) or streams it
-//! straight into SHA-256 (the verification hot path, no intermediate buffer).
+//! into SHA-256 through a small stack buffer (the verification hot path, which thus
+//! never allocates the canonical request).
 
 use std::borrow::Cow;
 
@@ -89,8 +90,10 @@ fn into_string(bytes: Vec<u8>) -> String {
 /// Canonical URI of a raw (still percent-encoded) request path: percent-decode, split
 /// on `/`, re-encode each segment, and always end in `/`.
 ///
-/// Consequences worth knowing (inherited from the SDK, see the crate report): `/a/b`,
-/// `/a/b/` and `/a%2Fb` all have the same canonical URI.
+/// Inherited from the SDK and worth knowing when routing: `/a/b`, `/a/b/` and `/a%2Fb`
+/// all have the same canonical URI, so one signature is valid for all three. A router
+/// that treats `%2F` inside a segment as data (or a trailing slash as significant)
+/// should reject such paths before dispatch rather than rely on the signature.
 pub fn canonical_uri(raw_path: &str) -> String {
     let mut out = Vec::with_capacity(raw_path.len() + 1);
     write_canonical_uri(&mut out, raw_path);
@@ -124,6 +127,9 @@ pub fn canonical_query(raw_query: &str) -> String {
 }
 
 pub(crate) fn write_canonical_query(sink: &mut impl Sink, raw_query: &str) {
+    if raw_query.is_empty() {
+        return;
+    }
     if is_canonical_query(raw_query) {
         // The Python SDK sends its query already canonical; for the usual plain
         // ASCII parameters that is cheap to recognise and saves decoding and sorting.
@@ -159,8 +165,11 @@ fn is_canonical_query(raw_query: &str) -> bool {
     true
 }
 
+/// A query (key, value) after percent-decoding; borrowed unless it contained escapes.
+type DecodedPair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 fn write_canonical_query_general(sink: &mut impl Sink, raw_query: &str) {
-    let mut pairs: Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> = raw_query
+    let mut pairs: Vec<DecodedPair<'_>> = raw_query
         .split('&')
         .filter(|piece| !piece.is_empty())
         .map(|piece| {

@@ -393,3 +393,32 @@ fn messages_never_contain_secrets() {
         }
     }
 }
+
+#[test]
+fn odd_signed_header_names_are_missing_not_panics() {
+    // SignedHeaders is attacker-controlled; names http cannot represent must just be
+    // "missing" when looked up in a HeaderMap.
+    let mut map = http::HeaderMap::new();
+    for (k, v) in headers(DATE) {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    let long = "a".repeat(70_000);
+    for name in ["bad name", "ü", "x:y", long.as_str()] {
+        let authorization = V2_AUTH.replace("x-sdk-date", &format!("x-sdk-date;{name}"));
+        let auth = parse_authorization(&authorization).unwrap();
+        let req = ReceivedRequest {
+            method: "POST",
+            path: PATH,
+            query: "",
+            headers: &map,
+            body: BODY,
+        };
+        assert_eq!(
+            verify(&req, &auth, SK, &policy(now())),
+            Err(SignatureError::MissingSignedHeader(name.to_owned()))
+        );
+    }
+}

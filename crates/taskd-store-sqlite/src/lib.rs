@@ -27,6 +27,7 @@
 //! * progress counters (on the task row) and `task_counts` change in the same
 //!   transaction as the rows they count; nothing ever counts rows to answer a request.
 
+mod bench_seed;
 mod control;
 mod credentials;
 mod files;
@@ -121,9 +122,11 @@ impl SqliteStore {
     /// database file and closes both pools. Calls after this fail with a backend error.
     pub async fn close(&self) {
         self.reader.close().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await
+        // In memory the reader is the writer, already closed; there is no WAL either.
+        if !self.writer.is_closed()
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await
         {
             tracing::warn!(error = %e, "WAL checkpoint on close failed");
         }

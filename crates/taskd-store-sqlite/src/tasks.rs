@@ -37,21 +37,19 @@ pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> Sto
     };
 
     let mut tx = begin_write(store).await?;
-    let last_id: i64 = sqlx::query_scalar("SELECT last_id FROM id_allocator WHERE singleton = 0")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    // Never below the clock's floor, never below what was handed out: a newer task
-    // always has a larger id, even when the clock steps back.
-    let first = (last_id + 1).max(Id::floor_at(now.0).0);
-    let last = first
-        .checked_add(n)
-        .ok_or_else(|| corrupt("id space exhausted"))?;
-    sqlx::query("UPDATE id_allocator SET last_id = ? WHERE singleton = 0")
-        .bind(last)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+    // One statement: the task gets max(last + 1, floor(now)), its sub-tasks the next n.
+    // Never below the clock's floor, never below what was handed out: a newer task always
+    // has a larger id, even when the clock steps back.
+    let last: i64 = sqlx::query_scalar(
+        "UPDATE id_allocator SET last_id = MAX(last_id + 1, ?) + ? WHERE singleton = 0 \
+         RETURNING last_id",
+    )
+    .bind(Id::floor_at(now.0).0)
+    .bind(n)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db)?;
+    let first = last - n;
 
     sqlx::query(
         "INSERT INTO tasks (id, project_id, instance_id, app_id, name, kind, mode, need_confirm, \

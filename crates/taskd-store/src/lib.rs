@@ -120,6 +120,8 @@ pub enum TargetOutcome {
     StateRefused(SubTaskState),
 }
 
+// One per control request, moved once: boxing the task would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskControlOutcome {
     NotFound,

@@ -4,6 +4,7 @@
 //! (`taskd-store-sqlite`), the engine and the HTTP API. Each subcommand lives in its own
 //! module.
 
+mod bench;
 mod credentials;
 mod logging;
 mod serve;
@@ -38,6 +39,8 @@ enum Command {
     /// Manage access keys (works while the server runs).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Measure the figures in BENCHMARKS.md (build with --release).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +59,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Credentials(cmd) => credentials::run(cmd).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

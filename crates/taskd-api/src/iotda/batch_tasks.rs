@@ -21,7 +21,8 @@ use super::IotdaScope;
 use super::error::IotdaError;
 use super::validate::{self as v};
 use super::wire::{
-    self, BatchTargetResultView, PageView, SubTaskStatusFilter, TaskDetailView, TaskView,
+    self, BatchTargetResultView, ListBatchTasksView, PageView, ShowBatchTaskView,
+    SubTaskStatusFilter, TaskDetailView, TaskView,
 };
 use crate::AppState;
 use crate::query::Query;
@@ -380,11 +381,13 @@ pub async fn list(
         })
         .await?;
     let marker = result.items.last().map(|t| t.id.to_string());
-    let tasks: Vec<TaskView> = result.items.iter().map(TaskView::from).collect();
-    Ok(Json(json!({
-        "batchtasks": tasks,
-        "page": PageView { count: result.count, marker },
-    }))
+    Ok(Json(ListBatchTasksView {
+        batchtasks: result.items.iter().map(TaskView::from).collect(),
+        page: PageView {
+            count: result.count,
+            marker,
+        },
+    })
     .into_response())
 }
 
@@ -446,12 +449,11 @@ pub async fn show(
         }
     };
     let marker = details.last().map(|s| s.id.to_string());
-    let details: Vec<TaskDetailView> = details.iter().map(TaskDetailView::from).collect();
-    Ok(Json(json!({
-        "batchtask": TaskView::from(&task),
-        "task_details": details,
-        "page": PageView { count, marker },
-    }))
+    Ok(Json(ShowBatchTaskView {
+        batchtask: TaskView::from(&task),
+        task_details: details.iter().map(TaskDetailView::from).collect(),
+        page: PageView { count, marker },
+    })
     .into_response())
 }
 

@@ -224,3 +224,19 @@ mod tests {
         assert!(parse_sub_task_status("fail").is_none());
     }
 }
+
+/// ListBatchTasks response. Typed (not `json!`) so stored documents are written through
+/// as raw JSON instead of being parsed into a value tree and printed again.
+#[derive(Serialize)]
+pub struct ListBatchTasksView {
+    pub batchtasks: Vec<TaskView>,
+    pub page: PageView,
+}
+
+/// ShowBatchTask response.
+#[derive(Serialize)]
+pub struct ShowBatchTaskView {
+    pub batchtask: TaskView,
+    pub task_details: Vec<TaskDetailView>,
+    pub page: PageView,
+}

@@ -193,3 +193,106 @@ async fn unknown_state_names_are_corrupt() {
     conn.close().await.unwrap();
     store.close().await;
 }
+
+/// The default resource space: `app_id: Some("")` is stored as `None`, and a filter of
+/// `Some("")` selects the default space (list and count agree).
+#[tokio::test]
+async fn an_empty_app_id_is_the_default_space() {
+    let (store, _dir) = fresh().await;
+    let s = scope("p1", "");
+    let mut t = new_task(&s, "empty-app");
+    t.app_id = Some(String::new());
+    let empty = store
+        .task_insert(TaskInsertParams {
+            task: t,
+            sub_tasks: vec![],
+            now: T0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(empty.app_id, None);
+    let none = insert_with_targets(&store, &s, "no-app", &["a"], at(1)).await;
+    let mut t = new_task(&s, "app");
+    t.app_id = Some("a1".into());
+    store
+        .task_insert(TaskInsertParams {
+            task: t,
+            sub_tasks: vec![],
+            now: at(2),
+        })
+        .await
+        .unwrap();
+    let page = store
+        .task_list(&taskd_store::TaskListParams {
+            scope: s.clone(),
+            filter: taskd_store::TaskFilter {
+                app_id: Some(String::new()),
+                ..Default::default()
+            },
+            page: taskd_store::conformance::first_page(10),
+        })
+        .await
+        .unwrap();
+    let ids: Vec<Id> = page.items.iter().map(|t| t.id).collect();
+    assert_eq!((ids, page.count), (vec![none.id, empty.id], 2));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_in_memory_store_closes_cleanly() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    store.ping().await.unwrap();
+    store.close().await;
+    assert!(store.ping().await.is_err());
+}
+
+#[tokio::test]
+async fn benchmark_seeding_writes_what_task_insert_would() {
+    use taskd_core::{Id, TaskScope, TaskState, Timestamp};
+    use taskd_store::{PageRequest, Store, SubTaskListParams, TaskFilter, TaskListParams};
+    let dir = tempfile::tempdir().unwrap();
+    let store = taskd_store_sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    let scope = TaskScope::new("0123456789abcdef0123456789abcdef", "");
+    store
+        .seed_benchmark_tasks(&scope, 250_001, Timestamp(1_767_225_600_000))
+        .await
+        .unwrap();
+    let page = store
+        .task_list(&TaskListParams {
+            scope: scope.clone(),
+            filter: TaskFilter {
+                state: Some(TaskState::Waiting),
+                ..Default::default()
+            },
+            page: PageRequest {
+                marker: Id::MAX,
+                offset: 0,
+                limit: 2,
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.count, 250_001);
+    let newest = &page.items[0];
+    assert!(newest.id > page.items[1].id);
+    assert_eq!(newest.progress.total, 1);
+    let subs = store
+        .sub_task_list(&SubTaskListParams {
+            scope: scope.clone(),
+            task_id: newest.id,
+            state: None,
+            target: None,
+            page: PageRequest {
+                marker: Id::MAX,
+                offset: 0,
+                limit: 10,
+            },
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(subs.count, 1);
+    assert_eq!(subs.items[0].id.0, newest.id.0 + 1);
+}

@@ -1,0 +1,208 @@
+//! The `taskd` binary as a user runs it: a real process on a free port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskd");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out))
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(dir: &Path, envs: &[(&str, &str)]) -> (Server, Vec<String>) {
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir)
+            .envs(envs.iter().copied())
+            .env_remove("TASKD_BOOTSTRAP_PROJECT_ID")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Readiness: stdout announces the listener once the server is up.
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "server exited early: {lines:?}"
+            );
+            let done = line.starts_with("taskd listening");
+            lines.push(line.trim_end().to_string());
+            if done {
+                break;
+            }
+        }
+        (Server { child, port }, lines)
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn first_start_creates_and_prints_a_credential_once_then_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, lines) = Server::start(dir.path(), &[]);
+    let text = lines.join("\n");
+    assert!(text.contains("project_id: "), "{text}");
+    assert!(text.contains("secret_key: "), "{text}");
+    let (status, body) = http_get(server.port, "/healthz").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.to_ascii_lowercase().contains("x-request-id"));
+    assert!(server.terminate().success(), "graceful stop exits 0");
+
+    let (ok, listed, _) = cli(dir.path(), &["credentials", "list", "--json"]);
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(
+        !listed.to_string().contains("secret"),
+        "list never shows secrets"
+    );
+
+    // Second start: a credential exists, nothing is printed.
+    let (server, lines) = Server::start(dir.path(), &[]);
+    assert!(!lines.join("\n").contains("secret_key"));
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn bootstrap_env_and_credentials_cli_work_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = "0123456789abcdef0123456789abcdef";
+    let (server, lines) = Server::start(
+        dir.path(),
+        &[
+            ("TASKD_BOOTSTRAP_PROJECT_ID", project),
+            ("TASKD_BOOTSTRAP_AK", "BOOTAK"),
+            ("TASKD_BOOTSTRAP_SK", "boot-secret"),
+        ],
+    );
+    assert!(
+        !lines.join("\n").contains("secret_key"),
+        "a bootstrap credential is not printed"
+    );
+
+    let (ok, out, err) = cli(
+        dir.path(),
+        &[
+            "credentials",
+            "create",
+            "--project-id",
+            "fedcba9876543210fedcba9876543210",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["access_key"].as_str().unwrap().len(), 20);
+    assert_eq!(created["secret_key"].as_str().unwrap().len(), 40);
+
+    let (ok, out, _) = cli(dir.path(), &["credentials", "list", "--json"]);
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    let (ok, _, _) = cli(dir.path(), &["credentials", "revoke", "--ak", "BOOTAK"]);
+    assert!(ok);
+    let (ok, _, err) = cli(dir.path(), &["credentials", "revoke", "--ak", "BOOTAK"]);
+    assert!(!ok && err.contains("no active access key"), "{err}");
+    let (ok, _, err) = cli(
+        dir.path(),
+        &["credentials", "create", "--project-id", "not-hex"],
+    );
+    assert!(!ok && err.contains("32 hexadecimal"), "{err}");
+    // The same access key cannot move to another project.
+    let (ok, _, err) = cli(
+        dir.path(),
+        &[
+            "credentials",
+            "create",
+            "--project-id",
+            "fedcba9876543210fedcba9876543210",
+            "--ak",
+            "BOOTAK",
+            "--sk",
+            "x",
+        ],
+    );
+    assert!(!ok, "{err}");
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn partial_bootstrap_env_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("TASKD_BOOTSTRAP_AK", "X")
+        .env_remove("TASKD_BOOTSTRAP_PROJECT_ID")
+        .env_remove("TASKD_BOOTSTRAP_SK")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be given together"));
+}
