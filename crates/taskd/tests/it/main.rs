@@ -46,8 +46,10 @@ impl Server {
                 "--data-dir",
             ])
             .arg(dir)
-            .envs(envs.iter().copied())
             .env_remove("TASKD_BOOTSTRAP_PROJECT_ID")
+            .env_remove("TASKD_BOOTSTRAP_AK")
+            .env_remove("TASKD_BOOTSTRAP_SK")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
