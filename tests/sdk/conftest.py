@@ -59,7 +59,10 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     srv = TaskdServer(tmp_path_factory.mktemp("taskd-main") / "data", name="taskd-main")
-    srv.start()
+    try:
+        srv.start()
+    except RuntimeError as e:  # nothing can pass without it: stop here with one clear message
+        pytest.exit(f"FAILED: could not start the taskd server ({TASKD_BIN}): {e}", returncode=1)
     yield srv
     srv.stop()
 
