@@ -65,6 +65,7 @@ def server(tmp_path_factory):
         pytest.exit(f"FAILED: could not start the taskd server ({TASKD_BIN}): {e}", returncode=1)
     yield srv
     srv.stop()
+    srv.drop_database()
 
 
 @pytest.fixture(scope="module", params=["plain", "derived"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import re
 import signal
 import socket
@@ -140,12 +141,36 @@ def http_get(url: str, timeout: float = 2.0):
 LIVE_SERVERS: list["TaskdServer"] = []
 
 
+# When set (scripts/test sets it), every server gets a fresh PostgreSQL database on this
+# server instead of an SQLite data dir: the whole suite then runs against PostgreSQL.
+POSTGRES_URL = os.environ.get("TASKD_SDK_POSTGRES_URL") or None
+
+
+def _psql(admin_url: str, sql: str) -> None:
+    subprocess.run(["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+                   check=True, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def _database_url(admin_url: str, database: str) -> str:
+    """`admin_url` with its database name replaced."""
+    base, _, query = admin_url.partition("?")
+    scheme, _, rest = base.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/{database}" + (f"?{query}" if query else "")
+
+
 class TaskdServer:
-    """One `taskd serve` process on 127.0.0.1:<free port> with its own data dir."""
+    """One `taskd serve` process on 127.0.0.1:<free port> with its own data dir (or its own
+    PostgreSQL database when TASKD_SDK_POSTGRES_URL is set)."""
 
     def __init__(self, data_dir: Path, name: str = "taskd", bootstrap: Creds | None = None):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.database_url = None
+        if POSTGRES_URL:
+            database = f"taskd_sdk_{secrets.token_hex(6)}"
+            _psql(POSTGRES_URL, f"CREATE DATABASE {database}")
+            self.database_url = _database_url(POSTGRES_URL, database)
         self.name = name
         self.log_path = self.data_dir.parent / f"{name}.log"
         self.bootstrap = bootstrap or Creds(new_project_id(), new_ak(), new_sk())
@@ -190,7 +215,7 @@ class TaskdServer:
                 log.write(f"\n===== start {self.name} on port {self.port} =====\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(
-                    [str(TASKD_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+                    [str(TASKD_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", *self.store_args()],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 )
             end = time.monotonic() + deadline_s
@@ -222,6 +247,17 @@ class TaskdServer:
             self.kill()
             return None
 
+    def store_args(self) -> list[str]:
+        if self.database_url:
+            return ["--database-url", self.database_url]
+        return ["--data-dir", str(self.data_dir)]
+
+    def drop_database(self) -> None:
+        """Drops this server's PostgreSQL database (after it stopped)."""
+        if self.database_url:
+            name = self.database_url.rsplit("/", 1)[1].split("?")[0]
+            _psql(POSTGRES_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -239,7 +275,7 @@ class TaskdServer:
     def create_credentials(self, project_id: str | None = None, ak: str | None = None,
                            sk: str | None = None) -> Creds:
         c = Creds(project_id or new_project_id(), ak or new_ak(), sk or new_sk())
-        res = self.cli("create", "--data-dir", str(self.data_dir), "--project-id", c.project_id,
+        res = self.cli("create", *self.store_args(), "--project-id", c.project_id,
                        "--ak", c.ak, "--sk", c.sk, "--json")
         out = json.loads(res.stdout)
         assert isinstance(out, dict), res.stdout
@@ -248,10 +284,10 @@ class TaskdServer:
         return c
 
     def revoke_credentials(self, ak: str) -> None:
-        self.cli("revoke", "--data-dir", str(self.data_dir), "--ak", ak)
+        self.cli("revoke", *self.store_args(), "--ak", ak)
 
     def list_credentials(self) -> tuple[list, str]:
-        res = self.cli("list", "--data-dir", str(self.data_dir), "--json")
+        res = self.cli("list", *self.store_args(), "--json")
         return json.loads(res.stdout), res.stdout
 
 

@@ -21,6 +21,7 @@ def own_server(tmp_path):
     srv.start()
     yield srv
     srv.stop()
+    srv.drop_database()
 
 
 def test_data_survives_restart(own_server, tmp_path):

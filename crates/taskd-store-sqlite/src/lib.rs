@@ -246,6 +246,10 @@ impl Store for SqliteStore {
     async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool> {
         files::delete(self, scope, file_id).await
     }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
 }
 
 #[cfg(test)]

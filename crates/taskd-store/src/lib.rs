@@ -1,7 +1,7 @@
 //! The storage seam of taskd: the [`Store`] trait every backend implements, one parameter
 //! struct per operation, and [`StoreError`].
 //!
-//! Backends live in their own crates (`taskd-store-sqlite`, later `taskd-store-postgres`)
+//! Backends live in their own crates (`taskd-store-sqlite`, `taskd-store-postgres`)
 //! and own their SQL and migrations; nothing outside them writes SQL. Every backend runs
 //! the same [`conformance`] suite (feature `conformance`), so the semantics written here
 //! hold on all of them.
@@ -32,9 +32,10 @@ pub enum StoreError {
     /// A unique key already exists (e.g. an access key registered to another project).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The database could not be reached or answered with an error.
+    /// The database could not be reached or answered with an error. The cause is part of
+    /// the message rather than a `source`, so a printed error chain says it once.
     #[error("storage backend error: {0}")]
-    Backend(#[source] BoxError),
+    Backend(BoxError),
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
@@ -213,4 +214,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<TaskFileContent>>;
 
     async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool>;
+
+    // ---- lifecycle ----------------------------------------------------------------------
+
+    /// Graceful shutdown, called once after the server stopped serving: waits for the
+    /// connections in use and closes them. Calls after this fail with a backend error.
+    async fn close(&self);
 }

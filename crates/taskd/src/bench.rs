@@ -21,9 +21,11 @@ use taskd_api::{ApiConfig, AppState};
 use taskd_core::{Clock, Credential, Id, SystemClock, TaskScope};
 use taskd_signature::{SigningKey, SigningRequest, format_sdk_date, sign};
 use taskd_store::{PageRequest, Store, SubTaskListParams, TaskFilter, TaskListParams};
-use taskd_store_sqlite::SqliteStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
+
+use crate::DataArgs;
+use crate::backend::Backend;
 
 const PROJECT: &str = "b0000000000000000000000000000001";
 const AK: &str = "BENCHAK0000000000001";
@@ -41,6 +43,10 @@ pub struct BenchArgs {
     /// Where the bench database lives (kept between runs when given).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Measure on PostgreSQL instead (an empty database or schema is best; the bench
+    /// project's tasks are kept between runs).
+    #[arg(long)]
+    database_url: Option<String>,
     /// Requests per latency figure.
     #[arg(long, default_value_t = 300)]
     samples: usize,
@@ -64,11 +70,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let store = Arc::new(
-        SqliteStore::open(&dir)
-            .await
-            .context("opening the bench database")?,
-    );
+    let data = DataArgs {
+        data_dir: dir,
+        database_url: args.database_url.clone(),
+    };
+    let backend = Backend::open(&data)
+        .await
+        .context("opening the bench database")?;
+    eprintln!("bench: store {}", backend.describe(&data));
+    let store = backend.store();
     store
         .credential_put(&Credential {
             access_key: AK.into(),
@@ -80,7 +90,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await?;
     let small_scope = TaskScope::new(PROJECT, "");
     let big_scope = TaskScope::new(PROJECT, "big");
-    seed(store.as_ref(), &small_scope, args.tasks).await?;
+    seed(&backend, &small_scope, args.tasks).await?;
     let app = taskd_api::router(AppState::new(
         store.clone(),
         Arc::new(SystemClock),
@@ -185,8 +195,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Stores `n` one-target tasks in `scope` (skipped when the directory already holds them).
-async fn seed(store: &SqliteStore, scope: &TaskScope, n: usize) -> anyhow::Result<()> {
-    let have = store
+async fn seed(backend: &Backend, scope: &TaskScope, n: usize) -> anyhow::Result<()> {
+    let have = backend
+        .store()
         .task_list(&TaskListParams {
             scope: scope.clone(),
             filter: TaskFilter::default(),
@@ -203,7 +214,7 @@ async fn seed(store: &SqliteStore, scope: &TaskScope, n: usize) -> anyhow::Resul
         return Ok(());
     }
     let started = Instant::now();
-    store
+    backend
         .seed_benchmark_tasks(scope, (n - have) as i64, SystemClock.now())
         .await?;
     eprintln!(
@@ -335,7 +346,7 @@ async fn time_requests(
     Ok(times)
 }
 
-async fn marker_at_depth_tasks(store: &SqliteStore, scope: &TaskScope) -> anyhow::Result<String> {
+async fn marker_at_depth_tasks(store: &dyn Store, scope: &TaskScope) -> anyhow::Result<String> {
     let mut marker = Id::MAX;
     for _ in 0..DEPTH / 50 {
         let page = store
@@ -355,7 +366,7 @@ async fn marker_at_depth_tasks(store: &SqliteStore, scope: &TaskScope) -> anyhow
 }
 
 async fn marker_at_depth_sub_tasks(
-    store: &SqliteStore,
+    store: &dyn Store,
     scope: &TaskScope,
     task_id: Id,
 ) -> anyhow::Result<String> {

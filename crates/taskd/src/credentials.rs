@@ -10,7 +10,6 @@ use rand::distr::Alphanumeric;
 use serde_json::json;
 use taskd_core::{Clock, Credential, SystemClock};
 use taskd_store::Store;
-use taskd_store_sqlite::SqliteStore;
 
 use crate::DataArgs;
 
@@ -184,10 +183,8 @@ pub async fn run(cmd: CredentialsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(data: &DataArgs) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(&data.data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", data.data_dir.display()))
+async fn open(data: &DataArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    Ok(crate::backend::Backend::open(data).await?.store())
 }
 
 #[cfg(test)]

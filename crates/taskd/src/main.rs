@@ -4,6 +4,7 @@
 //! (`taskd-store-sqlite`), the engine and the HTTP API. Each subcommand lives in its own
 //! module.
 
+mod backend;
 mod bench;
 mod credentials;
 mod logging;
@@ -30,6 +31,10 @@ pub struct DataArgs {
     /// Directory holding the embedded SQLite database (created if missing).
     #[arg(long, env = "TASKD_DATA_DIR", default_value = "./taskd-data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded database (`postgres://user:pass@host/db`);
+    /// several taskd nodes may share one.
+    #[arg(long, env = "TASKD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +44,8 @@ enum Command {
     /// Manage access keys (works while the server runs).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Create or update the database schema, then exit (serve also does it at start).
+    Migrate(DataArgs),
     /// Measure the figures in BENCHMARKS.md (build with --release).
     Bench(bench::BenchArgs),
 }
@@ -59,6 +66,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Credentials(cmd) => credentials::run(cmd).await,
+            Command::Migrate(data) => migrate(data).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });
@@ -69,4 +77,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn migrate(data: DataArgs) -> anyhow::Result<()> {
+    let backend = backend::Backend::open(&data).await?;
+    backend.store().close().await;
+    println!("schema up to date: {}", backend.describe(&data));
+    Ok(())
 }

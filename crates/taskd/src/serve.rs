@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use taskd_api::{ApiConfig, AppState};
 use taskd_core::SystemClock;
 use taskd_store::Store;
-use taskd_store_sqlite::SqliteStore;
 
 use crate::DataArgs;
+use crate::backend::Backend;
 use crate::credentials;
 use crate::logging::{self, LogFormat};
 
@@ -33,13 +33,11 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     logging::init(args.log_format);
-    let store = Arc::new(
-        SqliteStore::open(&args.data.data_dir)
-            .await
-            .with_context(|| format!("opening the database in {}", args.data.data_dir.display()))?,
-    );
+    let backend = Backend::open(&args.data).await?;
+    let store = backend.store();
     bootstrap(&args, store.as_ref()).await?;
 
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -52,10 +50,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("taskd listening on http://{}", args.listen);
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("serving")?;
-    // Every in-flight request has finished; close the pools so SQLite checkpoints.
+    // Every in-flight request has finished; close the pools (SQLite checkpoints its WAL).
     store.close().await;
     tracing::info!("taskd stopped");
     Ok(())
@@ -63,7 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Makes the bootstrap credential exist, or on a first start with no credential at all,
 /// creates a project and a key and prints them once.
-async fn bootstrap(args: &ServeArgs, store: &SqliteStore) -> anyhow::Result<()> {
+async fn bootstrap(args: &ServeArgs, store: &dyn Store) -> anyhow::Result<()> {
     match (
         &args.bootstrap_project_id,
         &args.bootstrap_ak,
@@ -98,24 +96,19 @@ async fn bootstrap(args: &ServeArgs, store: &SqliteStore) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGINT or SIGTERM. The handlers are registered when this is called, not
+/// when the future is first polled: a signal that arrives right after the server said it
+/// is ready must still mean "shut down gracefully", not the default "die".
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    })
 }

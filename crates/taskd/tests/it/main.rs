@@ -208,3 +208,45 @@ fn partial_bootstrap_env_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be given together"));
 }
+
+#[test]
+fn migrate_creates_the_schema_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .arg("migrate")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("TASKD_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("schema up to date: sqlite:"));
+    }
+    assert!(dir.path().join("taskd.sqlite3").exists());
+}
+
+#[test]
+fn an_unreachable_database_url_fails_fast_with_a_clear_error() {
+    let port = free_port(); // nothing listens there
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("postgres://taskd:secret@127.0.0.1:{port}/taskd"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PostgreSQL") && !err.contains("secret"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

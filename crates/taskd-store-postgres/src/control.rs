@@ -1,0 +1,232 @@
+//! Stop, retry and confirm: one transaction per call, holding the task row's lock.
+//!
+//! Every decision comes from `taskd_core::state`: whether the op may touch the task at
+//! all (`ControlOp::allowed_for_task`), where it moves each sub-task
+//! (`ControlOp::sub_task_target`), and where the task ends up (`whole_task_state`, then
+//! `TaskState::derive` on the new counters). The task row is locked (`FOR UPDATE`) before
+//! its state and counters are read, so concurrent calls on one task, from any node, run
+//! one after the other and each sees the previous one's result. Every `UPDATE` is still
+//! guarded by the state it expects and its row count checked, and the counters move with
+//! the rows in the same transaction.
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+use taskd_core::{Id, Progress, SubTaskState, TaskState, Timestamp};
+use taskd_store::{StoreResult, TargetOutcome, TaskControlOutcome, TaskControlParams};
+
+use crate::rows::{corrupt, parse_sub_task_state};
+use crate::tasks::{count_move, load_for_update};
+use crate::{PgStore, begin_write, db};
+
+pub(crate) async fn task_control(
+    store: &PgStore,
+    params: TaskControlParams,
+) -> StoreResult<TaskControlOutcome> {
+    let TaskControlParams {
+        scope,
+        task_id,
+        op,
+        targets,
+        now,
+    } = params;
+    let mut tx = begin_write(store).await?;
+    let Some(mut task) = load_for_update(&mut tx, &scope, task_id).await? else {
+        return Ok(TaskControlOutcome::NotFound);
+    };
+    let before = task.state;
+    if !op.allowed_for_task(before) {
+        return Ok(TaskControlOutcome::TaskStateRefused(before));
+    }
+
+    let mut progress = task.progress;
+    let mut moved = 0_i64;
+    let (through, outcomes) = match targets {
+        None => {
+            // Every sub-task the op applies to: one guarded UPDATE per source state.
+            for from in op.source_states() {
+                let Some(to) = op.sub_task_target(from) else {
+                    continue;
+                };
+                let expected = progress.move_all(from, to);
+                let changed = move_all(&mut tx, task_id, from, to, now).await?;
+                if changed != expected as u64 {
+                    return Err(corrupt(format!(
+                        "task {task_id}: {changed} sub-tasks were {}, its counters say {expected}",
+                        from.as_str()
+                    )));
+                }
+                moved += expected;
+            }
+            (op.whole_task_state(before), Vec::new())
+        }
+        Some(targets) => {
+            // All named targets in one lookup, then one guarded UPDATE per source state.
+            let found = find(&mut tx, task_id, &targets).await?;
+            let mut moves: HashMap<SubTaskState, Vec<i64>> = HashMap::new();
+            let mut outcomes = Vec::with_capacity(targets.len());
+            // A target named twice is applied once and reported twice, alike.
+            let mut seen: HashMap<&str, TargetOutcome> = HashMap::new();
+            for target in &targets {
+                if let Some(outcome) = seen.get(target.as_str()) {
+                    outcomes.push((target.clone(), *outcome));
+                    continue;
+                }
+                let outcome = match found.get(target.as_str()) {
+                    None => TargetOutcome::NotInTask,
+                    Some(&(id, from)) => match op.sub_task_target(from) {
+                        None => TargetOutcome::StateRefused(from),
+                        Some(to) => {
+                            moves.entry(from).or_default().push(id);
+                            progress.move_n(from, to, 1);
+                            moved += 1;
+                            TargetOutcome::Applied
+                        }
+                    },
+                };
+                seen.insert(target.as_str(), outcome);
+                outcomes.push((target.clone(), outcome));
+            }
+            for (from, ids) in moves {
+                let to = op
+                    .sub_task_target(from)
+                    .expect("grouped by an applicable state");
+                move_ids(&mut tx, &ids, from, to, now).await?;
+            }
+            // Per-target ops don't pass through a whole-task state.
+            (before, outcomes)
+        }
+    };
+    debug_assert_eq!(progress.sum_of_states(), progress.total);
+    debug_assert!(before.can_transition(through), "{before:?} -> {through:?}");
+    let after = through.derive(&progress);
+    debug_assert!(through.can_transition(after), "{through:?} -> {after:?}");
+
+    if moved > 0 || after != before {
+        write_task(&mut tx, task_id, before, after, &progress, now).await?;
+        count_move(&mut tx, &task, before, after).await?;
+        task.state = after;
+        task.progress = progress;
+        task.updated_at = now;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(TaskControlOutcome::Applied {
+        task,
+        targets: outcomes,
+    })
+}
+
+pub(crate) const MOVE_ALL_SQL: &str =
+    "UPDATE sub_tasks SET state = $1, updated_at = $2 WHERE task_id = $3 AND state = $4";
+pub(crate) const MOVE_IDS_SQL: &str =
+    "UPDATE sub_tasks SET state = $1, updated_at = $2 WHERE id = ANY($3) AND state = $4";
+pub(crate) const FIND_SQL: &str =
+    "SELECT target, id, state FROM sub_tasks WHERE task_id = $1 AND target = ANY($2)";
+
+/// Moves every sub-task of `task_id` in `from` to `to`; returns how many moved.
+async fn move_all(
+    conn: &mut PgConnection,
+    task_id: Id,
+    from: SubTaskState,
+    to: SubTaskState,
+    now: Timestamp,
+) -> StoreResult<u64> {
+    debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
+    // Output and error of the last run stay: they are shown until the sub-task runs again.
+    Ok(sqlx::query(MOVE_ALL_SQL)
+        .bind(to.as_str())
+        .bind(now.0)
+        .bind(task_id.0)
+        .bind(from.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)?
+        .rows_affected())
+}
+
+/// Moves the sub-tasks `ids`, all read in `from`, to `to`; each must still be in `from`.
+async fn move_ids(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    from: SubTaskState,
+    to: SubTaskState,
+    now: Timestamp,
+) -> StoreResult<()> {
+    debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
+    let changed = sqlx::query(MOVE_IDS_SQL)
+        .bind(to.as_str())
+        .bind(now.0)
+        .bind(ids)
+        .bind(from.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    if changed != ids.len() as u64 {
+        // We read them in this transaction, under the task's row lock.
+        return Err(corrupt(format!(
+            "{} of {} sub-tasks moved from {}: they changed under the task's row lock",
+            changed,
+            ids.len(),
+            from.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The id and state of each of `targets` that is a sub-task of `task_id`.
+async fn find(
+    conn: &mut PgConnection,
+    task_id: Id,
+    targets: &[String],
+) -> StoreResult<HashMap<String, (i64, SubTaskState)>> {
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(FIND_SQL)
+        .bind(task_id.0)
+        .bind(targets)
+        .fetch_all(conn)
+        .await
+        .map_err(db)?;
+    rows.into_iter()
+        .map(|(target, id, state)| Ok((target, (id, parse_sub_task_state(&state)?))))
+        .collect()
+}
+
+/// Writes the task's new state and counters, guarded by the state it was read in (the
+/// caller has checked the transition).
+async fn write_task(
+    conn: &mut PgConnection,
+    task_id: Id,
+    before: TaskState,
+    after: TaskState,
+    p: &Progress,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let changed = sqlx::query(
+        "UPDATE tasks SET state = $1, n_total = $2, n_waiting = $3, n_processing = $4, \
+         n_succeeded = $5, n_failed = $6, n_retry_waiting = $7, n_stopped = $8, n_removed = $9, \
+         updated_at = $10 \
+         WHERE id = $11 AND state = $12",
+    )
+    .bind(after.as_str())
+    .bind(p.total)
+    .bind(p.waiting)
+    .bind(p.processing)
+    .bind(p.succeeded)
+    .bind(p.failed)
+    .bind(p.retry_waiting)
+    .bind(p.stopped)
+    .bind(p.removed)
+    .bind(now.0)
+    .bind(task_id.0)
+    .bind(before.as_str())
+    .execute(conn)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if changed != 1 {
+        return Err(corrupt(format!(
+            "task {task_id} changed under its row lock"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Row types and their mapping back into `taskd_core` types. A value the model can't
+//! hold (an unknown state name, a negative attempt count) is [`StoreError::Corrupt`].
+
+use taskd_core::{
+    Credential, Id, Progress, RetryPolicy, SubTask, SubTaskState, Task, TaskFile, TaskScope,
+    TaskState, Timestamp,
+};
+use taskd_store::{StoreError, StoreResult};
+
+/// The columns of [`TaskRow`], for `SELECT`s (a macro so `concat!` can use it).
+macro_rules! task_columns {
+    () => {
+        "id, project_id, instance_id, app_id, name, kind, mode, need_confirm, \
+         ext_info_json, targets_json, targets_filter_json, document_json, document_source, \
+         schedule_at, retry_count, retry_interval_minutes, state, state_detail, \
+         n_total, n_waiting, n_processing, n_succeeded, n_failed, n_retry_waiting, \
+         n_stopped, n_removed, created_at, updated_at"
+    };
+}
+pub(crate) use task_columns;
+
+/// The columns of [`SubTaskRow`].
+macro_rules! sub_task_columns {
+    () => {
+        "id, task_id, target, state, input_json, output, error_code, error_msg, attempts, \
+         updated_at"
+    };
+}
+pub(crate) use sub_task_columns;
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    id: i64,
+    project_id: String,
+    instance_id: String,
+    app_id: Option<String>,
+    name: String,
+    kind: String,
+    mode: Option<String>,
+    need_confirm: bool,
+    ext_info_json: Option<String>,
+    targets_json: Option<String>,
+    targets_filter_json: Option<String>,
+    document_json: Option<String>,
+    document_source: Option<String>,
+    schedule_at: Option<i64>,
+    retry_count: Option<i64>,
+    retry_interval_minutes: Option<i64>,
+    state: String,
+    state_detail: Option<String>,
+    n_total: i64,
+    n_waiting: i64,
+    n_processing: i64,
+    n_succeeded: i64,
+    n_failed: i64,
+    n_retry_waiting: i64,
+    n_stopped: i64,
+    n_removed: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TaskRow {
+    pub(crate) fn into_task(self) -> StoreResult<Task> {
+        let id = Id(self.id);
+        let retry = match (self.retry_count, self.retry_interval_minutes) {
+            (None, None) => None,
+            (Some(count), Some(interval)) => Some(RetryPolicy {
+                count: to_u32(count, "retry_count", id)?,
+                interval_minutes: to_u32(interval, "retry_interval_minutes", id)?,
+            }),
+            _ => return Err(corrupt(format!("task {id}: half a retry policy"))),
+        };
+        Ok(Task {
+            id,
+            scope: TaskScope::new(self.project_id, self.instance_id),
+            app_id: self.app_id,
+            name: self.name,
+            kind: self.kind,
+            mode: self.mode,
+            need_confirm: self.need_confirm,
+            ext_info_json: self.ext_info_json,
+            targets_json: self.targets_json,
+            targets_filter_json: self.targets_filter_json,
+            document_json: self.document_json,
+            document_source: self.document_source,
+            schedule_at: self.schedule_at.map(Timestamp),
+            retry,
+            state: parse_task_state(&self.state)?,
+            state_detail: self.state_detail,
+            progress: Progress {
+                total: self.n_total,
+                waiting: self.n_waiting,
+                processing: self.n_processing,
+                succeeded: self.n_succeeded,
+                failed: self.n_failed,
+                retry_waiting: self.n_retry_waiting,
+                stopped: self.n_stopped,
+                removed: self.n_removed,
+            },
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SubTaskRow {
+    id: i64,
+    task_id: i64,
+    target: String,
+    state: String,
+    input_json: Option<String>,
+    output: Option<String>,
+    error_code: Option<String>,
+    error_msg: Option<String>,
+    attempts: i64,
+    updated_at: i64,
+}
+
+impl SubTaskRow {
+    pub(crate) fn into_sub_task(self) -> StoreResult<SubTask> {
+        let id = Id(self.id);
+        Ok(SubTask {
+            id,
+            task_id: Id(self.task_id),
+            target: self.target,
+            state: parse_sub_task_state(&self.state)?,
+            input_json: self.input_json,
+            output: self.output,
+            error_code: self.error_code,
+            error_msg: self.error_msg,
+            attempts: to_u32(self.attempts, "attempts", id)?,
+            updated_at: Timestamp(self.updated_at),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CredentialRow {
+    access_key: String,
+    secret_key: String,
+    project_id: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<CredentialRow> for Credential {
+    fn from(r: CredentialRow) -> Credential {
+        Credential {
+            access_key: r.access_key,
+            secret_key: r.secret_key,
+            project_id: r.project_id,
+            created_at: Timestamp(r.created_at),
+            revoked_at: r.revoked_at.map(Timestamp),
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct FileRow {
+    file_id: String,
+    project_id: String,
+    instance_id: String,
+    file_name: String,
+    row_count: i64,
+    uploaded_at: i64,
+}
+
+impl From<FileRow> for TaskFile {
+    fn from(r: FileRow) -> TaskFile {
+        TaskFile {
+            scope: TaskScope::new(r.project_id, r.instance_id),
+            file_id: r.file_id,
+            file_name: r.file_name,
+            row_count: r.row_count,
+            uploaded_at: Timestamp(r.uploaded_at),
+        }
+    }
+}
+
+pub(crate) fn parse_task_state(s: &str) -> StoreResult<TaskState> {
+    TaskState::parse(s).ok_or_else(|| corrupt(format!("unknown task state {s:?}")))
+}
+
+pub(crate) fn parse_sub_task_state(s: &str) -> StoreResult<SubTaskState> {
+    SubTaskState::parse(s).ok_or_else(|| corrupt(format!("unknown sub-task state {s:?}")))
+}
+
+fn to_u32(v: i64, what: &str, id: Id) -> StoreResult<u32> {
+    u32::try_from(v).map_err(|_| corrupt(format!("record {id}: {what} = {v} is out of range")))
+}
+
+pub(crate) fn corrupt(msg: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(msg.into())
+}

@@ -1,0 +1,319 @@
+//! Query-plan checks: on a database holding one big scope and one small, old one, every
+//! listing and control statement is a range scan of its own index, in id order (no
+//! sort), for the small scope too. A plan that walked the primary key backwards would
+//! read every newer task of the big scope to fill the small scope's page.
+//!
+//! Needs `TEST_DATABASE_URL` like the integration tests (`tests/it/support.rs`), and
+//! works in a schema of its own.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::AssertSqlSafe;
+use taskd_core::{ControlOp, Id, NewSubTask, NewTask, TaskScope, Timestamp};
+use taskd_store::{Store, TaskControlParams, TaskInsertParams};
+
+use crate::control::{FIND_SQL, MOVE_ALL_SQL, MOVE_IDS_SQL};
+use crate::tasks::{
+    AppFilter, SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, list_sql,
+};
+use crate::{PgStore, PgStoreOptions};
+
+const NOW: Timestamp = Timestamp(1_767_225_600_000);
+
+fn database_url() -> Option<String> {
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    if std::env::var("TASKD_SKIP_POSTGRES").as_deref() == Ok("1") {
+        eprintln!("skipped: TASKD_SKIP_POSTGRES=1 and TEST_DATABASE_URL is not set");
+        return None;
+    }
+    panic!(
+        "TEST_DATABASE_URL is not set, so the PostgreSQL store can't be tested. Set it, e.g. \
+         TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres (scripts/test does), \
+         or set TASKD_SKIP_POSTGRES=1 to skip these tests explicitly."
+    );
+}
+
+fn new_task(scope: &TaskScope, app: Option<&str>, kind: &str) -> NewTask {
+    NewTask {
+        scope: scope.clone(),
+        app_id: app.map(str::to_owned),
+        name: "t".into(),
+        kind: kind.into(),
+        mode: None,
+        need_confirm: false,
+        ext_info_json: None,
+        targets_json: None,
+        targets_filter_json: None,
+        document_json: None,
+        document_source: None,
+        schedule_at: None,
+        retry: None,
+    }
+}
+
+fn targets(n: usize) -> Vec<NewSubTask> {
+    (0..n)
+        .map(|i| NewSubTask {
+            target: format!("dev-{i:05}"),
+            input_json: None,
+        })
+        .collect()
+}
+
+/// The plan of `sql` with its parameters bound, one line per node.
+async fn plan(store: &PgStore, sql: &str, binds: Vec<Bind<'_>>) -> String {
+    let explain = format!("EXPLAIN {sql}");
+    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(explain));
+    for b in binds {
+        q = match b {
+            Bind::Int(v) => q.bind(v),
+            Bind::Text(v) => q.bind(v),
+            Bind::Ints(v) => q.bind(v),
+            Bind::Texts(v) => q.bind(v),
+        };
+    }
+    // In a read transaction, as the listings run (with their planner settings).
+    let mut tx = crate::begin_read(store).await.unwrap();
+    let plan = q
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("explain {sql}: {e}"))
+        .join("\n");
+    tx.rollback().await.unwrap();
+    plan
+}
+
+enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+    Ints(Vec<i64>),
+    Texts(Vec<&'a str>),
+}
+use Bind::{Int, Ints, Text, Texts};
+
+/// The plan scans `index` (a name or a prefix of names), with no sort and no full scan.
+fn assert_scans(plan: &str, index: &str, sql: &str) {
+    assert!(
+        plan.contains(&format!(" using {index}")),
+        "expected {index} in\n{sql}\n{plan}"
+    );
+    for bad in ["Seq Scan", "Sort", "Bitmap"] {
+        assert!(!plan.contains(bad), "{bad} in\n{sql}\n{plan}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_scan_their_indexes_for_small_and_big_scopes() {
+    let Some(url) = database_url() else {
+        return;
+    };
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The integration tests' naming, so their clean-up also finds a schema left here.
+    let schema = format!("taskd_test_{secs}_{}_plans", std::process::id());
+    let options = PgStoreOptions {
+        schema: Some(schema.clone()),
+        ..PgStoreOptions::default()
+    };
+    let _drop = DropSchema {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let store = PgStore::connect_with(&url, &options)
+        .await
+        .expect("connect");
+    let setting = "SELECT current_setting('plan_cache_mode') || ' ' || current_setting('search_path') \
+         || ' ' || current_setting('idle_in_transaction_session_timeout')";
+    let outside: String = sqlx::query_scalar(setting)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(outside, format!("auto {schema} 30s"));
+    let mut tx = crate::begin_read(&store).await.unwrap();
+    let inside: String = sqlx::query_scalar(setting)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(inside, format!("force_custom_plan {schema} 30s"));
+
+    // The small scope first (its tasks are the oldest), with a task of 3,000 targets...
+    let small = TaskScope::new("small", "i1");
+    let mut big_task = Id(0);
+    for i in 0..30 {
+        let app = (i % 2 == 0).then_some("a1");
+        let kind = if i % 3 == 0 { "k1" } else { "k2" };
+        let n = if i == 0 { 3_000 } else { 2 };
+        let t = store
+            .task_insert(TaskInsertParams {
+                task: new_task(&small, app, kind),
+                sub_tasks: targets(n),
+                now: NOW,
+            })
+            .await
+            .unwrap();
+        if i == 0 {
+            big_task = t.id;
+            // A few processing sub-tasks among many waiting: the state index pays off.
+            store
+                .task_control(TaskControlParams {
+                    scope: small.clone(),
+                    task_id: t.id,
+                    op: ControlOp::Confirm,
+                    targets: Some(vec!["dev-00001".into(), "dev-02001".into()]),
+                    now: NOW,
+                })
+                .await
+                .unwrap();
+        }
+        if i % 4 == 1 {
+            store
+                .task_control(TaskControlParams {
+                    scope: small.clone(),
+                    task_id: t.id,
+                    op: ControlOp::Stop,
+                    targets: None,
+                    now: NOW,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    // ...then a big scope of newer tasks, one sub-task each.
+    let big = TaskScope::new("big", "");
+    store.seed_benchmark_tasks(&big, 20_000, NOW).await.unwrap();
+    sqlx::query("ANALYZE").execute(&store.pool).await.unwrap();
+
+    // The small scope's first page must come from a scope index: the primary key from
+    // the top would pass every task of the big scope first. (Which one is the planner's
+    // call: for 30 tasks the plain scope index and a filter is as good as any.) Below a
+    // marker deep in the small scope, or in the big scope, where almost every row passes,
+    // a range of the primary key is as good. Never a sort or a full scan.
+    let deep_small = Id(big_task.0 + 3_001 + 10 * 3);
+    for (scope, marker, scope_index_only) in [
+        (&small, Id::MAX, true),
+        (&small, deep_small, false),
+        (&big, Id::MAX, false),
+        (&big, Id(big_task.0 + 3_001 + 60 + 20_000), false),
+    ] {
+        for app in [AppFilter::Any, AppFilter::Named, AppFilter::Default] {
+            for kind in [false, true] {
+                for state in [false, true] {
+                    let sql = list_sql(app, kind, state);
+                    let (p, i) = (&scope.project_id, &scope.instance_id);
+                    let mut binds = vec![Text(p), Text(i), Int(marker.0), Int(50), Int(0)];
+                    if app == AppFilter::Named {
+                        binds.push(Text("a1"));
+                    }
+                    if kind {
+                        binds.push(Text("k1"));
+                    }
+                    if state {
+                        binds.push(Text("waiting"));
+                    }
+                    let plan = plan(&store, &sql, binds).await;
+                    let index = if !scope_index_only && plan.contains(" using tasks_pkey on ") {
+                        "tasks_pkey"
+                    } else {
+                        "tasks_scope"
+                    };
+                    assert_scans(&plan, index, &sql);
+                }
+            }
+        }
+    }
+
+    // The first page of the oldest task: walking the primary key from the top would pass
+    // every newer sub-task first.
+    let marker = Int(Id::MAX.0);
+    let sub_cases = [
+        (
+            SUB_TASK_PAGE_SQL,
+            vec![Int(big_task.0), marker, Int(50), Int(0)],
+            "sub_tasks_task",
+        ),
+        (
+            SUB_TASK_PAGE_BY_STATE_SQL,
+            vec![
+                Int(big_task.0),
+                Int(Id::MAX.0),
+                Int(50),
+                Int(0),
+                Text("processing"),
+            ],
+            "sub_tasks_task_state",
+        ),
+        (
+            SUB_TASK_BY_TARGET_SQL,
+            vec![Int(big_task.0), Text("dev-00007")],
+            "sub_tasks_task_target",
+        ),
+        (
+            FIND_SQL,
+            vec![Int(big_task.0), Texts(vec!["dev-00007", "dev-00008"])],
+            "sub_tasks_task_target",
+        ),
+        (
+            MOVE_ALL_SQL,
+            vec![Text("stopped"), Int(1), Int(big_task.0), Text("processing")],
+            "sub_tasks_task_state",
+        ),
+        (
+            MOVE_IDS_SQL,
+            vec![
+                Text("processing"),
+                Int(1),
+                Ints(vec![big_task.0 + 1, big_task.0 + 2]),
+                Text("waiting"),
+            ],
+            "sub_tasks_pkey",
+        ),
+    ];
+    for (sql, binds, index) in sub_cases {
+        let plan = plan(&store, sql, binds).await;
+        assert_scans(&plan, index, sql);
+    }
+
+    store.close().await;
+}
+
+/// Drops the test's schema when the test ends, passed or not (`Drop` can't await: a
+/// thread with a runtime of its own does it).
+struct DropSchema {
+    url: String,
+    schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(sqlx::Error::Io)?;
+            rt.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
+                sqlx::query("SET lock_timeout = '10s'")
+                    .execute(&mut conn)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                )))
+                .execute(&mut conn)
+                .await
+                .map(drop)
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test schema {}", self.schema);
+        }
+    }
+}
