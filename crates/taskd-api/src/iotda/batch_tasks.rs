@@ -92,10 +92,10 @@ fn new_task(
             v::TASK_TYPES.join(", ")
         )));
     }
-    if let Some(app_id) = &body.app_id {
-        if !v::is_app_id(app_id) {
-            return Err(invalid("app_id must be 1-36 letters, digits, '_' or '-'."));
-        }
+    if let Some(app_id) = &body.app_id
+        && !v::is_app_id(app_id)
+    {
+        return Err(invalid("app_id must be 1-36 letters, digits, '_' or '-'."));
     }
     if let Some(mode) = &body.task_mode {
         if mode != "GATEWAY" {

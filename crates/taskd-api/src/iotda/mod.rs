@@ -87,16 +87,14 @@ impl FromRequestParts<AppState> for IotdaScope {
                 "Operation not allowed. The access key does not belong to project {project_id}."
             )));
         }
-        if let Some(header) = parts.headers.get("x-project-id") {
-            if !header
+        if let Some(header) = parts.headers.get("x-project-id")
+            && !header
                 .as_bytes()
                 .eq_ignore_ascii_case(project_id.as_bytes())
-            {
-                return Err(IotdaError::Forbidden(
-                    "Operation not allowed. X-Project-Id differs from the project in the path."
-                        .into(),
-                ));
-            }
+        {
+            return Err(IotdaError::Forbidden(
+                "Operation not allowed. X-Project-Id differs from the project in the path.".into(),
+            ));
         }
         let instance_id = match parts.headers.get("instance-id") {
             None => String::new(),
