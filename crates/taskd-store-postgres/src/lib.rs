@@ -4,7 +4,8 @@
 //! Layout of the crate (the same as `taskd-store-sqlite`, whose semantics it mirrors):
 //! * `lib.rs`: connecting, the pool, error mapping and the `Store` impl, which only
 //!   dispatches;
-//! * `rows`: the row types and their mapping back into `taskd_core` types;
+//! * `rows` (the `taskd-store-sql` crate, shared with the other SQL backend): the row
+//!   types and their mapping back into `taskd_core` types;
 //! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
 //! * `control`: stop / retry / confirm;
 //! * `credentials`, `files`: the small tables;
@@ -47,7 +48,8 @@ mod bench_seed;
 mod control;
 mod credentials;
 mod files;
-mod rows;
+/// Row types shared with the other SQL backend.
+use taskd_store_sql as rows;
 mod tasks;
 
 use std::time::Duration;

@@ -1,5 +1,10 @@
-//! Row types and their mapping back into `taskd_core` types. A value the model can't
-//! hold (an unknown state name, a negative attempt count) is [`StoreError::Corrupt`].
+//! What the SQL backends share: the row types of the tables every backend has (same
+//! names, same columns) and their mapping back into `taskd_core` types. A value the model
+//! can't hold (an unknown state name, a negative attempt count) is
+//! [`StoreError::Corrupt`].
+//!
+//! The `FromRow` derives decode from SQLite and PostgreSQL rows alike. The SQL itself
+//! stays in each backend crate: dialects differ, these shapes don't.
 
 use taskd_core::{
     Credential, Id, Progress, RetryPolicy, SubTask, SubTaskState, Task, TaskFile, TaskScope,
@@ -8,6 +13,7 @@ use taskd_core::{
 use taskd_store::{StoreError, StoreResult};
 
 /// The columns of [`TaskRow`], for `SELECT`s (a macro so `concat!` can use it).
+#[macro_export]
 macro_rules! task_columns {
     () => {
         "id, project_id, instance_id, app_id, name, kind, mode, need_confirm, \
@@ -17,19 +23,18 @@ macro_rules! task_columns {
          n_stopped, n_removed, created_at, updated_at"
     };
 }
-pub(crate) use task_columns;
 
 /// The columns of [`SubTaskRow`].
+#[macro_export]
 macro_rules! sub_task_columns {
     () => {
         "id, task_id, target, state, input_json, output, error_code, error_msg, attempts, \
          updated_at"
     };
 }
-pub(crate) use sub_task_columns;
 
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct TaskRow {
+pub struct TaskRow {
     id: i64,
     project_id: String,
     instance_id: String,
@@ -61,7 +66,7 @@ pub(crate) struct TaskRow {
 }
 
 impl TaskRow {
-    pub(crate) fn into_task(self) -> StoreResult<Task> {
+    pub fn into_task(self) -> StoreResult<Task> {
         let id = Id(self.id);
         let retry = match (self.retry_count, self.retry_interval_minutes) {
             (None, None) => None,
@@ -105,7 +110,7 @@ impl TaskRow {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct SubTaskRow {
+pub struct SubTaskRow {
     id: i64,
     task_id: i64,
     target: String,
@@ -119,7 +124,7 @@ pub(crate) struct SubTaskRow {
 }
 
 impl SubTaskRow {
-    pub(crate) fn into_sub_task(self) -> StoreResult<SubTask> {
+    pub fn into_sub_task(self) -> StoreResult<SubTask> {
         let id = Id(self.id);
         Ok(SubTask {
             id,
@@ -137,7 +142,7 @@ impl SubTaskRow {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct CredentialRow {
+pub struct CredentialRow {
     access_key: String,
     secret_key: String,
     project_id: String,
@@ -158,7 +163,7 @@ impl From<CredentialRow> for Credential {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct FileRow {
+pub struct FileRow {
     file_id: String,
     project_id: String,
     instance_id: String,
@@ -179,11 +184,11 @@ impl From<FileRow> for TaskFile {
     }
 }
 
-pub(crate) fn parse_task_state(s: &str) -> StoreResult<TaskState> {
+pub fn parse_task_state(s: &str) -> StoreResult<TaskState> {
     TaskState::parse(s).ok_or_else(|| corrupt(format!("unknown task state {s:?}")))
 }
 
-pub(crate) fn parse_sub_task_state(s: &str) -> StoreResult<SubTaskState> {
+pub fn parse_sub_task_state(s: &str) -> StoreResult<SubTaskState> {
     SubTaskState::parse(s).ok_or_else(|| corrupt(format!("unknown sub-task state {s:?}")))
 }
 
@@ -191,6 +196,6 @@ fn to_u32(v: i64, what: &str, id: Id) -> StoreResult<u32> {
     u32::try_from(v).map_err(|_| corrupt(format!("record {id}: {what} = {v} is out of range")))
 }
 
-pub(crate) fn corrupt(msg: impl Into<String>) -> StoreError {
+pub fn corrupt(msg: impl Into<String>) -> StoreError {
     StoreError::Corrupt(msg.into())
 }
