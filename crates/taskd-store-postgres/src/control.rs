@@ -13,7 +13,8 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 use taskd_core::{Id, Progress, SubTaskState, TaskState, Timestamp};
-use taskd_store::{StoreResult, TargetOutcome, TaskControlOutcome, TaskControlParams};
+use taskd_store::{StoreResult, TaskControlOutcome, TaskControlParams};
+use taskd_store_sql::control_plan::plan_targets;
 
 use crate::rows::{corrupt, parse_sub_task_state};
 use crate::tasks::{count_move, load_for_update};
@@ -63,38 +64,13 @@ pub(crate) async fn task_control(
         Some(targets) => {
             // All named targets in one lookup, then one guarded UPDATE per source state.
             let found = find(&mut tx, task_id, &targets).await?;
-            let mut moves: HashMap<SubTaskState, Vec<i64>> = HashMap::new();
-            let mut outcomes = Vec::with_capacity(targets.len());
-            // A target named twice is applied once and reported twice, alike.
-            let mut seen: HashMap<&str, TargetOutcome> = HashMap::new();
-            for target in &targets {
-                if let Some(outcome) = seen.get(target.as_str()) {
-                    outcomes.push((target.clone(), *outcome));
-                    continue;
-                }
-                let outcome = match found.get(target.as_str()) {
-                    None => TargetOutcome::NotInTask,
-                    Some(&(id, from)) => match op.sub_task_target(from) {
-                        None => TargetOutcome::StateRefused(from),
-                        Some(to) => {
-                            moves.entry(from).or_default().push(id);
-                            progress.move_n(from, to, 1);
-                            moved += 1;
-                            TargetOutcome::Applied
-                        }
-                    },
-                };
-                seen.insert(target.as_str(), outcome);
-                outcomes.push((target.clone(), outcome));
+            let plan = plan_targets(op, targets, &found, &mut progress);
+            for (from, to, ids) in &plan.moves {
+                move_ids(&mut tx, ids, *from, *to, now).await?;
             }
-            for (from, ids) in moves {
-                let to = op
-                    .sub_task_target(from)
-                    .expect("grouped by an applicable state");
-                move_ids(&mut tx, &ids, from, to, now).await?;
-            }
+            moved += plan.moved() as i64;
             // Per-target ops don't pass through a whole-task state.
-            (before, outcomes)
+            (before, plan.outcomes)
         }
     };
     debug_assert_eq!(progress.sum_of_states(), progress.total);

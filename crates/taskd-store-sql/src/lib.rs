@@ -4,7 +4,10 @@
 //! [`StoreError::Corrupt`].
 //!
 //! The `FromRow` derives decode from SQLite and PostgreSQL rows alike. The SQL itself
-//! stays in each backend crate: dialects differ, these shapes don't.
+//! stays in each backend crate: dialects differ, these shapes don't. [`control_plan`]
+//! holds the decision half of per-target control ops.
+
+pub mod control_plan;
 
 use taskd_core::{
     Credential, Id, Progress, RetryPolicy, SubTask, SubTaskState, Task, TaskFile, TaskScope,

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use sqlx::SqliteConnection;
 use taskd_core::{Id, Progress, SubTaskState, TaskState, Timestamp};
-use taskd_store::{StoreResult, TargetOutcome, TaskControlOutcome, TaskControlParams};
+use taskd_store::{StoreResult, TaskControlOutcome, TaskControlParams};
+use taskd_store_sql::control_plan::plan_targets;
 
 use crate::rows::{corrupt, parse_sub_task_state};
 use crate::tasks::{count_move, load};
@@ -58,31 +59,16 @@ pub(crate) async fn task_control(
             (op.whole_task_state(before), Vec::new())
         }
         Some(targets) => {
-            let mut outcomes = Vec::with_capacity(targets.len());
-            // A target named twice is applied once and reported twice, alike.
-            let mut seen: HashMap<String, TargetOutcome> = HashMap::new();
-            for target in targets {
-                if let Some(outcome) = seen.get(&target) {
-                    outcomes.push((target, *outcome));
-                    continue;
+            let found = find(&mut tx, task_id, &targets).await?;
+            let plan = plan_targets(op, targets, &found, &mut progress);
+            for (from, to, ids) in &plan.moves {
+                for id in ids {
+                    move_one(&mut tx, *id, *from, *to, now).await?;
                 }
-                let outcome = match find(&mut tx, task_id, &target).await? {
-                    None => TargetOutcome::NotInTask,
-                    Some((id, from)) => match op.sub_task_target(from) {
-                        None => TargetOutcome::StateRefused(from),
-                        Some(to) => {
-                            move_one(&mut tx, id, from, to, now).await?;
-                            progress.move_n(from, to, 1);
-                            moved += 1;
-                            TargetOutcome::Applied
-                        }
-                    },
-                };
-                seen.insert(target.clone(), outcome);
-                outcomes.push((target, outcome));
             }
+            moved += plan.moved() as i64;
             // Per-target ops don't pass through a whole-task state.
-            (before, outcomes)
+            (before, plan.outcomes)
         }
     };
     debug_assert_eq!(progress.sum_of_states(), progress.total);
@@ -106,6 +92,8 @@ pub(crate) async fn task_control(
 
 pub(crate) const MOVE_ALL_SQL: &str =
     "UPDATE sub_tasks SET state = ?, updated_at = ? WHERE task_id = ? AND state = ?";
+/// One indexed lookup per named target: a statement over a list of targets would scan
+/// the list, and per-target ops name at most 100.
 pub(crate) const FIND_SQL: &str =
     "SELECT id, state FROM sub_tasks WHERE task_id = ? AND target = ?";
 
@@ -158,20 +146,28 @@ async fn move_one(
     Ok(())
 }
 
-/// The id and state of a task's sub-task for `target`.
+/// The id and state of each of `targets` the task holds, by target.
 async fn find(
     conn: &mut SqliteConnection,
     task_id: Id,
-    target: &str,
-) -> StoreResult<Option<(i64, SubTaskState)>> {
-    let row: Option<(i64, String)> = sqlx::query_as(FIND_SQL)
-        .bind(task_id.0)
-        .bind(target)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?;
-    row.map(|(id, state)| Ok((id, parse_sub_task_state(&state)?)))
-        .transpose()
+    targets: &[String],
+) -> StoreResult<HashMap<String, (i64, SubTaskState)>> {
+    let mut found = HashMap::with_capacity(targets.len());
+    for target in targets {
+        if found.contains_key(target) {
+            continue;
+        }
+        let row: Option<(i64, String)> = sqlx::query_as(FIND_SQL)
+            .bind(task_id.0)
+            .bind(target)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        if let Some((id, state)) = row {
+            found.insert(target.clone(), (id, parse_sub_task_state(&state)?));
+        }
+    }
+    Ok(found)
 }
 
 /// Writes the task's new state and counters, guarded by the state it was read in (the

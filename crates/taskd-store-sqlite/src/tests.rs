@@ -80,6 +80,6 @@ async fn listing_and_control_statements_use_their_indexes() {
         "INDEX sqlite_autoindex_sub_tasks_1",
     )
     .await;
-    assert_searches(&store, FIND_SQL, "INDEX sqlite_autoindex_sub_tasks_1").await;
+    assert_searches(&store, FIND_SQL, "INDEX sqlite_autoindex_sub_tasks_1").await; // (task_id, target)
     assert_searches(&store, MOVE_ALL_SQL, "INDEX sub_tasks_task_state").await;
 }
