@@ -346,7 +346,7 @@ class Api:
         assert resp.status_code == 201, resp
         return resp
 
-    def create_simple(self, task_type="freezeDevices", targets=("dev_1",), instance_id=None, **extra):
+    def create_simple(self, task_type="createCommands", targets=("dev_1",), instance_id=None, **extra):
         body = {"task_name": self.next_name(task_type), "task_type": task_type, "targets": list(targets)}
         if task_type in UPGRADE_TYPES:
             body["document"] = {"package_ids": [PACKAGE_ID]}
@@ -501,3 +501,47 @@ def device_rows(n: int, prefix: str = "node"):
     """n AddDevice rows: node_id, product_id, device_id, device_name, ... (device_id left empty)."""
     for i in range(n):
         yield [f"{prefix}_{i}", "prod_1", None, f"name_{i}", None, None, None, None]
+
+
+# ---- workers ----------------------------------------------------------------------------------------------------
+
+
+class Worker:
+    """A real `taskd worker` process claiming `task_types` for `creds`' project and running `command` (argv) once
+    per sub-task."""
+
+    def __init__(self, url: str, creds: Creds, task_types, command, concurrency: int = 8):
+        args = [str(TASKD_BIN), "worker", "--endpoint", url, "--ak", creds.ak, "--sk", creds.sk,
+                "--project-id", creds.project_id, "--concurrency", str(concurrency)]
+        for t in task_types:
+            args += ["--task-type", t]
+        self.proc = subprocess.Popen(args + ["--", *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+
+    def stop(self) -> str:
+        """SIGTERM: finish the running commands, report them, exit 0."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0, f"taskd worker exited with {self.proc.returncode}:\n{out}"
+        return out
+
+    def abort(self) -> None:
+        """Two SIGTERMs: the second kills the running commands (for commands that never end)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGTERM)
+        self.proc.communicate(timeout=30)
+
+
+def wait_for(check, what: str, deadline_s: float = 60.0):
+    """Polls `check()` as a user would poll the API, until it returns something truthy."""
+    end = time.monotonic() + deadline_s
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)

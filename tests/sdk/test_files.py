@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from huaweicloudsdkiotda.v5 import UploadBatchTaskFileRequest, UploadBatchTaskFileRequestBody
+from huaweicloudsdkiotda.v5 import ShowDeviceRequest, UploadBatchTaskFileRequest, UploadBatchTaskFileRequestBody
 
 from taskd_sdk import (
+    wait_for,
     DEVICE_FILE_HEADER,
     E_FILE_EMPTY,
     E_FILE_LIMIT,
@@ -179,12 +180,17 @@ def test_create_devices_task_from_file(api, tmp_path, ext):
     assert resp.status == "Waitting"
     assert progress(resp) == expected_progress(total=3, waitting=3)
 
+    # taskd runs createDevices itself: every row becomes a device.
+    wait_for(lambda: api.show(resp.task_id).batchtask.status == "Success", "the createDevices task to succeed")
     shown = api.show(resp.task_id)
     # one sub-task per data row; target = device_id if set, else node_id; newest (last row) first
     assert [(d.target, d.status) for d in shown.task_details] == [
-        ("dev_c", "Waitting"), ("node_2", "Waitting"), ("dev_a", "Waitting")]
+        ("dev_c", "Success"), ("node_2", "Success"), ("dev_a", "Success")]
     assert shown.page.count == 3
-    assert progress(shown.batchtask) == expected_progress(total=3, waitting=3)
+    assert progress(shown.batchtask) == expected_progress(total=3, success=3)
+    # node_2 had no device_id: it defaults to {product_id}_{node_id}.
+    for device_id in ("dev_a", "prod_1_node_2", "dev_c"):
+        assert api.client.show_device(ShowDeviceRequest(device_id=device_id)).device_id == device_id
 
 
 def test_update_devices_task_from_file(api, tmp_path):

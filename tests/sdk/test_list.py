@@ -28,7 +28,7 @@ def test_list_is_id_descending_with_total_count(api):
     assert resp.page.count == 4
     assert resp.page.marker == created[0]  # id of the last record returned
     first = resp.batchtasks[0]
-    assert first.status == "Waitting" and first.task_type == "freezeDevices"
+    assert first.status == "Waitting" and first.task_type == "createCommands"
     assert first.task_progress.total == 1 and first.task_progress.waitting == 1
     assert type(raw_json(resp)["page"]["count"]) is int
 
@@ -78,7 +78,7 @@ def test_walk_all_pages_with_marker(api):
 def test_filters(api):
     fw = api.create_upgrade(task_type="firmwareUpgrade", app_id="app_1").task_id
     sw = api.create_upgrade(task_type="softwareUpgrade", app_id="app_2").task_id
-    fz = api.create_simple(task_type="freezeDevices").task_id
+    fz = api.create_simple(task_type="createMessages").task_id
     api.stop(sw)  # -> Stopped
 
     def listed(**q):
@@ -87,7 +87,7 @@ def test_filters(api):
         return ids_of(resp)
 
     assert listed(task_type="firmwareUpgrade") == [fw]
-    assert listed(task_type="freezeDevices") == [fz]
+    assert listed(task_type="createMessages") == [fz]
     assert listed(task_type="moduleUpgrade") == []
     assert listed(status="Stopped") == [sw]
     assert listed(status="Waitting") == [fz, fw]

@@ -5,6 +5,7 @@
 //!   handler sees a request, and hands handlers a [`auth::Principal`].
 //! * [`iotda`] serves the IoTDA batch-task family under `/v5/iot/{project_id}/`.
 //! * [`iam`] answers the SDK's project discovery (`GET /v3/projects`).
+//! * [`native`] is taskd's own API under `/taskd/v1/`: the worker protocol.
 //!
 //! Only this crate knows HTTP status codes and error envelopes; each dialect turns
 //! errors into its envelope in exactly one place (its `error` module).
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod iam;
 pub mod iotda;
+pub mod native;
 mod query;
 mod wire_time;
 
@@ -61,8 +63,23 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: ApiConfig) -> Self {
+        AppState::with_engine(
+            Engine::new(store.clone(), clock.clone()),
+            store,
+            clock,
+            config,
+        )
+    }
+
+    /// With an engine built by the caller (its configuration, shared with the runner).
+    pub fn with_engine(
+        engine: Engine,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: ApiConfig,
+    ) -> Self {
         AppState {
-            engine: Engine::new(store.clone(), clock.clone()),
+            engine,
             store,
             clock,
             config: Arc::new(config),
@@ -78,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(iotda::router(state.clone()))
         .merge(iam::router(state.clone()))
+        .merge(native::router(state.clone()))
         .fallback(no_such_api)
         .with_state(state)
         // Outermost last: the request id exists before the trace span opens, and is

@@ -12,6 +12,14 @@ pub fn format_compact(t: Timestamp) -> String {
     t.to_datetime().format(COMPACT).unwrap_or_default()
 }
 
+/// The worker protocol, IoTDA instance tasks, RabbitMQ: `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`, UTC.
+const ISO_MILLIS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+pub fn format_iso_millis(t: Timestamp) -> String {
+    t.to_datetime().format(ISO_MILLIS).unwrap_or_default()
+}
+
 /// Parses `yyyyMMdd'T'HHmmss'Z'`; `None` when the shape or the date is invalid.
 pub fn parse_compact(s: &str) -> Option<Timestamp> {
     let dt = time::PrimitiveDateTime::parse(s, COMPACT).ok()?;
@@ -27,6 +35,14 @@ mod tests {
         let t = parse_compact("20151212T121212Z").unwrap();
         assert_eq!(format_compact(t), "20151212T121212Z");
         assert_eq!(t.unix_secs(), 1_449_922_332);
+    }
+
+    #[test]
+    fn iso_millis_keeps_milliseconds() {
+        assert_eq!(
+            format_iso_millis(Timestamp(1_449_922_332_007)),
+            "2015-12-12T12:12:12.007Z"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The task model of taskd: ids, time, tasks and sub-tasks, their state machines and
-//! progress counters.
+//! progress counters, and the device registry the registry task types act on.
 //!
 //! This crate is the vocabulary every other layer speaks. It does no I/O, knows no wire
 //! format (the dialects in `taskd-api` map these states to their own status words) and
@@ -7,12 +7,16 @@
 //! its inputs, which is what lets the state machines be property-tested exhaustively.
 
 pub mod clock;
+pub mod device;
 pub mod id;
 pub mod progress;
 pub mod state;
 pub mod task;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use device::{
+    AuthType, Device, DeviceGroup, DeviceStatus, DeviceUpdate, NewDevice, NewDeviceGroup,
+};
 pub use id::{Id, IdParseError};
 pub use progress::Progress;
 pub use state::{ControlOp, SubTaskState, TaskState};

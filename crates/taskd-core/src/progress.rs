@@ -79,4 +79,11 @@ impl Progress {
     pub fn sum_of_states(&self) -> i64 {
         SubTaskState::ALL.into_iter().map(|s| self.get(s)).sum()
     }
+
+    /// No counter is negative and they add up to the total: what every store checks
+    /// before it writes counters.
+    pub fn is_consistent(&self) -> bool {
+        self.sum_of_states() == self.total
+            && SubTaskState::ALL.into_iter().all(|s| self.get(s) >= 0)
+    }
 }

@@ -33,9 +33,10 @@ pub enum TaskState {
 /// A sub-task's state: one target of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SubTaskState {
-    /// Queued; not yet released to run (or released again by a retry).
+    /// Queued: before its task's schedule time, awaiting confirm, or released and
+    /// waiting for an executor to claim it.
     Waiting,
-    /// Released to run (dispatched, or confirmed by the user).
+    /// Leased to an executor (a worker or taskd's own registry executor) that runs it.
     Processing,
     Succeeded,
     /// Failed with no automatic retry left.
@@ -203,7 +204,8 @@ impl SubTaskState {
         use SubTaskState::*;
         matches!(
             (self, to),
-            (Waiting, Processing | Stopped | Removed)
+            // Waiting -> Waiting is a release: a confirm lets a queued sub-task be claimed.
+            (Waiting, Waiting | Processing | Stopped | Removed)
                 // A run ends, or its lease expires and it goes back to the queue.
                 | (Processing, Succeeded | Failed | RetryWaiting | Stopped | Waiting | Removed)
                 | (RetryWaiting, Waiting | Processing | Stopped | Removed)
@@ -241,7 +243,9 @@ impl ControlOp {
         match (self, from) {
             (ControlOp::Stop, Waiting | Processing | RetryWaiting) => Some(Stopped),
             (ControlOp::Retry, Failed | RetryWaiting | Stopped) => Some(Waiting),
-            (ControlOp::Confirm, Waiting) => Some(Processing),
+            // Confirm releases a queued sub-task to the dispatcher; it stays Waiting until
+            // an executor claims it (Processing means "leased to an executor").
+            (ControlOp::Confirm, Waiting) => Some(Waiting),
             _ => None,
         }
     }

@@ -97,8 +97,11 @@ pub struct SubTask {
     pub output: Option<String>,
     pub error_code: Option<String>,
     pub error_msg: Option<String>,
-    /// Runs started so far (automatic retries count against the task's policy).
+    /// Runs started so far. Also the fencing token of a lease: a result must quote the
+    /// attempt it ran as, so a late result of an expired lease changes nothing.
     pub attempts: u32,
+    /// What the executor last reported (0-100) for the run in progress or last run.
+    pub progress: Option<u8>,
     pub updated_at: Timestamp,
 }
 

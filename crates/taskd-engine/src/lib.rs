@@ -4,13 +4,32 @@
 //! task's targets into sub-tasks and applies control operations through the store, with
 //! "now" from the injected [`Clock`]. It knows no wire format and no SQL.
 //!
-//! Today the engine creates tasks and applies stop / retry / confirm. Running sub-tasks
-//! (scheduler, dispatcher, completer, maintenance) is the next layer to grow here.
+//! Running them is split the same way: the store holds the queue (claimable rows, leases,
+//! retries due), and the engine drives it:
+//! * [`Engine::claim`] hands ready sub-tasks to an executor (a worker over the worker
+//!   protocol, or taskd's own registry executor), long-polling when none is ready; the
+//!   schedule time, confirm, fairness and running limits are the store's claim rules;
+//! * [`Engine::heartbeat`] and [`Engine::report`] extend leases and record results (in
+//!   batches, one transaction per batch);
+//! * [`Engine::maintain`] is one maintenance pass (retries due, leases expired), which
+//!   [`runner`] runs on a timer in the server; tests call it on virtual time.
+
+pub mod registry;
+pub mod runner;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use taskd_core::{Clock, ControlOp, Id, NewSubTask, NewTask, Task, TaskScope, Timestamp};
-use taskd_store::{Store, StoreError, TaskControlOutcome, TaskControlParams, TaskInsertParams};
+use taskd_store::{
+    ClaimParams, ClaimedSubTask, HeartbeatParams, MaintenanceReport, ReportOutcome, ReportParams,
+    RunLimits, RunOutcome, RunResult, Store, StoreError, TaskControlOutcome, TaskControlParams,
+    TaskInsertParams,
+};
+use tokio::sync::Notify;
+
+/// A registry sub-task is one database transaction; a minute is ample.
+const REGISTRY_LEASE: Duration = Duration::from_secs(60);
 
 /// Where a new task's targets come from (IoTDA precedence: explicit list, then group
 /// filter, then an uploaded task file).
@@ -37,15 +56,73 @@ pub type EngineResult<T> = Result<T, EngineError>;
 /// Columns of a task-file row that name its device, most specific first.
 const TARGET_COLUMNS: [&str; 2] = ["device_id", "node_id"];
 
+/// How the engine runs sub-tasks.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub limits: RunLimits,
+    /// Rows per maintenance transaction (a pass repeats until done).
+    pub maintenance_batch: u32,
+    /// How often a long-polling claim looks again without a wake-up (other nodes' work,
+    /// schedule times), and how often the runner's maintenance runs.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: RunLimits {
+                max_running: 10_000,
+                max_running_per_project: 2_000,
+            },
+            maintenance_batch: 1_000,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What an executor asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub worker_id: String,
+    /// `None`: every project (taskd's own executors).
+    pub project_id: Option<String>,
+    pub kinds: Vec<String>,
+    pub max: u32,
+    pub lease: Duration,
+    /// Long-poll: wait up to this long for something to become ready.
+    pub wait: Duration,
+}
+
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    config: Arc<EngineConfig>,
+    /// Wakes long-polling claims: something may have become ready on this node.
+    ready: Arc<Notify>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Engine { store, clock }
+        Engine::with_config(store, clock, EngineConfig::default())
+    }
+
+    pub fn with_config(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
+        Engine {
+            store,
+            clock,
+            config: Arc::new(config),
+            ready: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Tells long-polling claims to look again.
+    pub fn wake(&self) {
+        self.ready.notify_waiters();
     }
 
     pub fn now(&self) -> Timestamp {
@@ -85,6 +162,7 @@ impl Engine {
             })
             .await?;
         tracing::info!(task_id = %task.id, kind = %task.kind, total = task.progress.total, "task created");
+        self.wake();
         Ok(task)
     }
 
@@ -108,8 +186,180 @@ impl Engine {
             .await?;
         if let TaskControlOutcome::Applied { task, .. } = &outcome {
             tracing::info!(task_id = %task.id, ?op, state = task.state.as_str(), "task control applied");
+            if op != ControlOp::Stop {
+                self.wake();
+            }
         }
         Ok(outcome)
+    }
+
+    /// Leases ready sub-tasks to an executor. With a `wait`, polls until something is
+    /// ready or the wait is over: woken at once by work created or released on this
+    /// node, and every `poll_interval` for the rest (other nodes, schedule times).
+    pub async fn claim(&self, request: ClaimRequest) -> EngineResult<Vec<ClaimedSubTask>> {
+        let deadline = tokio::time::Instant::now() + request.wait;
+        let lease_ms = i64::try_from(request.lease.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            // Registered before looking, so a wake-up between the look and the wait
+            // is not lost.
+            let woken = self.ready.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let now = self.now();
+            let claimed = self
+                .store
+                .sub_task_claim(ClaimParams {
+                    worker_id: request.worker_id.clone(),
+                    project_id: request.project_id.clone(),
+                    kinds: request.kinds.clone(),
+                    max: request.max,
+                    lease_until: now.plus_millis(lease_ms),
+                    limits: self.config.limits,
+                    now,
+                })
+                .await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !claimed.is_empty() || left.is_zero() {
+                if !claimed.is_empty() {
+                    tracing::debug!(worker = %request.worker_id, n = claimed.len(), "sub-tasks claimed");
+                }
+                return Ok(claimed);
+            }
+            let _ = tokio::time::timeout(left.min(self.config.poll_interval), woken).await;
+        }
+    }
+
+    /// Extends a lease; `None` when it is lost (stopped, expired, claimed again).
+    pub async fn heartbeat(
+        &self,
+        project_id: Option<String>,
+        sub_task_id: Id,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<u8>,
+    ) -> EngineResult<Option<Timestamp>> {
+        let now = self.now();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        Ok(self
+            .store
+            .sub_task_heartbeat(HeartbeatParams {
+                project_id,
+                sub_task_id,
+                attempt,
+                lease_until: now.plus_millis(lease_ms),
+                progress,
+                now,
+            })
+            .await?)
+    }
+
+    /// Records run results, one transaction for the batch.
+    pub async fn report(
+        &self,
+        project_id: Option<String>,
+        results: Vec<RunResult>,
+    ) -> EngineResult<Vec<ReportOutcome>> {
+        let outcomes = self
+            .store
+            .sub_task_report(ReportParams {
+                project_id,
+                results,
+                now: self.now(),
+            })
+            .await?;
+        // A freed running slot may let a waiting claim through.
+        self.wake();
+        Ok(outcomes)
+    }
+
+    /// taskd's own executor for the registry task types (createDevices, deleteDevices,
+    /// freezeDevices, unfreezeDevices, updateDevices): claims a batch across all
+    /// projects, turns each sub-task into its registry effect and reports the batch in one
+    /// transaction, each effect applied with its sub-task's success. Returns how many
+    /// sub-tasks it ran.
+    pub async fn run_registry_batch(&self, worker_id: &str, max: u32) -> EngineResult<usize> {
+        let claimed = self
+            .claim(ClaimRequest {
+                worker_id: worker_id.to_owned(),
+                project_id: None,
+                kinds: registry::REGISTRY_TASK_TYPES.map(String::from).to_vec(),
+                max,
+                lease: REGISTRY_LEASE,
+                wait: Duration::ZERO,
+            })
+            .await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let results: Vec<RunResult> = claimed
+            .iter()
+            .map(|c| {
+                let effect = registry::device_effect(
+                    &c.task.kind,
+                    &c.task.scope,
+                    &c.target,
+                    c.input_json.as_deref(),
+                );
+                let (outcome, effect) = match effect {
+                    Some(Ok(effect)) => (RunOutcome::Succeeded { output: None }, Some(effect)),
+                    Some(Err(refused)) => (
+                        RunOutcome::Failed {
+                            error_code: refused.error_code,
+                            error_msg: refused.error_msg,
+                        },
+                        None,
+                    ),
+                    // Claimed by kind, so this can't happen; fail loudly rather than loop.
+                    None => (
+                        RunOutcome::Failed {
+                            error_code: "TASKD.000001".into(),
+                            error_msg: format!("task type {} has no executor", c.task.kind),
+                        },
+                        None,
+                    ),
+                };
+                RunResult {
+                    sub_task_id: c.id,
+                    attempt: c.attempt,
+                    outcome,
+                    effect,
+                }
+            })
+            .collect();
+        self.report(None, results).await?;
+        Ok(claimed.len())
+    }
+
+    /// Waits until woken (work created or released on this node) or `timeout`.
+    pub async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.ready.notified()).await;
+    }
+
+    /// One full maintenance pass at the clock's now: due retries and expired leases go
+    /// back to the queue, in bounded transactions until nothing is left.
+    pub async fn maintain(&self) -> EngineResult<MaintenanceReport> {
+        let now = self.now();
+        let mut total = MaintenanceReport::default();
+        loop {
+            let pass = self
+                .store
+                .maintain(now, self.config.maintenance_batch)
+                .await?;
+            total.retries_released += pass.retries_released;
+            total.leases_expired += pass.leases_expired;
+            if !pass.more {
+                break;
+            }
+        }
+        if total.retries_released + total.leases_expired > 0 {
+            tracing::info!(
+                retries_released = total.retries_released,
+                leases_expired = total.leases_expired,
+                "maintenance requeued sub-tasks"
+            );
+            self.wake();
+        }
+        Ok(total)
     }
 }
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use sqlx::PgConnection;
-use taskd_core::{Id, Progress, SubTaskState, TaskState, Timestamp};
+use taskd_core::{ControlOp, Id, Progress, SubTaskState, TaskState, Timestamp};
 use taskd_store::{StoreResult, TaskControlOutcome, TaskControlParams};
 use taskd_store_sql::control_plan::plan_targets;
 
@@ -42,6 +42,11 @@ pub(crate) async fn task_control(
 
     let mut progress = task.progress;
     let mut moved = 0_i64;
+    // A confirmed sub-task may run from the task's schedule time on; a retried one now.
+    let release = match op {
+        ControlOp::Confirm => task.schedule_at.map_or(now, |s| s.max(now)),
+        _ => now,
+    };
     let (through, outcomes) = match targets {
         None => {
             // Every sub-task the op applies to: one guarded UPDATE per source state.
@@ -50,7 +55,7 @@ pub(crate) async fn task_control(
                     continue;
                 };
                 let expected = progress.move_all(from, to);
-                let changed = move_all(&mut tx, task_id, from, to, now).await?;
+                let changed = move_all(&mut tx, task_id, op, from, to, release, now).await?;
                 if changed != expected as u64 {
                     return Err(corrupt(format!(
                         "task {task_id}: {changed} sub-tasks were {}, its counters say {expected}",
@@ -66,7 +71,7 @@ pub(crate) async fn task_control(
             let found = find(&mut tx, task_id, &targets).await?;
             let plan = plan_targets(op, targets, &found, &mut progress);
             for (from, to, ids) in &plan.moves {
-                move_ids(&mut tx, ids, *from, *to, now).await?;
+                move_ids(&mut tx, ids, op, *from, *to, release, now).await?;
             }
             moved += plan.moved() as i64;
             // Per-target ops don't pass through a whole-task state.
@@ -79,7 +84,9 @@ pub(crate) async fn task_control(
     debug_assert!(through.can_transition(after), "{through:?} -> {after:?}");
 
     if moved > 0 || after != before {
-        write_task(&mut tx, task_id, before, after, &progress, now).await?;
+        // Retry and confirm release sub-tasks: the claim must look at this task again.
+        let runnable = moved > 0 && op != ControlOp::Stop;
+        write_task(&mut tx, task_id, before, after, &progress, runnable, now).await?;
         count_move(&mut tx, &task, before, after).await?;
         task.state = after;
         task.progress = progress;
@@ -92,24 +99,57 @@ pub(crate) async fn task_control(
     })
 }
 
-pub(crate) const MOVE_ALL_SQL: &str =
-    "UPDATE sub_tasks SET state = $1, updated_at = $2 WHERE task_id = $3 AND state = $4";
-pub(crate) const MOVE_IDS_SQL: &str =
-    "UPDATE sub_tasks SET state = $1, updated_at = $2 WHERE id = ANY($3) AND state = $4";
+/// The columns a control op sets besides the state (`$1` the op's name, `$2` the release
+/// time): stop holds the sub-task back and ends its lease; retry releases it now and gives
+/// it its automatic retries back; confirm releases a held sub-task and leaves a released
+/// one as it is.
+macro_rules! control_sets {
+    () => {
+        "ready_at = CASE $1 WHEN 'stop' THEN NULL WHEN 'retry' THEN $2::BIGINT \
+                    ELSE COALESCE(ready_at, $2::BIGINT) END, \
+         retries = CASE $1 WHEN 'retry' THEN 0 ELSE retries END, \
+         lease_owner = CASE $1 WHEN 'confirm' THEN lease_owner END, \
+         lease_until = CASE $1 WHEN 'confirm' THEN lease_until END"
+    };
+}
+
+pub(crate) const MOVE_ALL_SQL: &str = concat!(
+    "UPDATE sub_tasks SET ",
+    control_sets!(),
+    ", state = $3, updated_at = $4 WHERE task_id = $5 AND state = $6"
+);
+pub(crate) const MOVE_IDS_SQL: &str = concat!(
+    "UPDATE sub_tasks SET ",
+    control_sets!(),
+    ", state = $3, updated_at = $4 WHERE id = ANY($5) AND state = $6"
+);
+
+fn op_name(op: ControlOp) -> &'static str {
+    match op {
+        ControlOp::Stop => "stop",
+        ControlOp::Retry => "retry",
+        ControlOp::Confirm => "confirm",
+    }
+}
 pub(crate) const FIND_SQL: &str =
     "SELECT target, id, state FROM sub_tasks WHERE task_id = $1 AND target = ANY($2)";
 
 /// Moves every sub-task of `task_id` in `from` to `to`; returns how many moved.
+#[allow(clippy::too_many_arguments)]
 async fn move_all(
     conn: &mut PgConnection,
     task_id: Id,
+    op: ControlOp,
     from: SubTaskState,
     to: SubTaskState,
+    release: Timestamp,
     now: Timestamp,
 ) -> StoreResult<u64> {
     debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
     // Output and error of the last run stay: they are shown until the sub-task runs again.
     Ok(sqlx::query(MOVE_ALL_SQL)
+        .bind(op_name(op))
+        .bind(release.0)
         .bind(to.as_str())
         .bind(now.0)
         .bind(task_id.0)
@@ -121,15 +161,20 @@ async fn move_all(
 }
 
 /// Moves the sub-tasks `ids`, all read in `from`, to `to`; each must still be in `from`.
+#[allow(clippy::too_many_arguments)]
 async fn move_ids(
     conn: &mut PgConnection,
     ids: &[i64],
+    op: ControlOp,
     from: SubTaskState,
     to: SubTaskState,
+    release: Timestamp,
     now: Timestamp,
 ) -> StoreResult<()> {
     debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
     let changed = sqlx::query(MOVE_IDS_SQL)
+        .bind(op_name(op))
+        .bind(release.0)
         .bind(to.as_str())
         .bind(now.0)
         .bind(ids)
@@ -168,19 +213,22 @@ async fn find(
 }
 
 /// Writes the task's new state and counters, guarded by the state it was read in (the
-/// caller has checked the transition).
-async fn write_task(
+/// caller has checked the transition and holds the task's row lock). `runnable`:
+/// something was released, so claims must look at the task again (only raised here).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn write_task(
     conn: &mut PgConnection,
     task_id: Id,
     before: TaskState,
     after: TaskState,
     p: &Progress,
+    runnable: bool,
     now: Timestamp,
 ) -> StoreResult<()> {
     let changed = sqlx::query(
         "UPDATE tasks SET state = $1, n_total = $2, n_waiting = $3, n_processing = $4, \
          n_succeeded = $5, n_failed = $6, n_retry_waiting = $7, n_stopped = $8, n_removed = $9, \
-         updated_at = $10 \
+         updated_at = $10, runnable = runnable OR $13 \
          WHERE id = $11 AND state = $12",
     )
     .bind(after.as_str())
@@ -195,6 +243,7 @@ async fn write_task(
     .bind(now.0)
     .bind(task_id.0)
     .bind(before.as_str())
+    .bind(runnable)
     .execute(conn)
     .await
     .map_err(db)?

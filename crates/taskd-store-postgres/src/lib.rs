@@ -8,7 +8,11 @@
 //!   types and their mapping back into `taskd_core` types;
 //! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
 //! * `control`: stop / retry / confirm;
+//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks), heartbeats,
+//!   results and maintenance;
 //! * `credentials`, `files`: the small tables;
+//! * `devices`: the device registry (devices, groups, members) and the registry effects,
+//!   with its own lock order (see there);
 //! * `bench_seed`: bulk rows for `taskd bench`.
 //!
 //! How it uses PostgreSQL:
@@ -47,7 +51,9 @@
 mod bench_seed;
 mod control;
 mod credentials;
+mod devices;
 mod files;
+mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
 mod tasks;
@@ -56,10 +62,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use taskd_core::{Credential, Id, NewTaskFile, TaskScope, Timestamp};
+use taskd_core::{
+    Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, NewTaskFile,
+    TaskScope, Timestamp,
+};
 use taskd_store::{
-    FileInsertOutcome, Page, Store, StoreError, StoreResult, SubTaskListParams, TaskControlOutcome,
-    TaskControlParams, TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
+    ClaimParams, ClaimedSubTask, DeviceListParams, FileInsertOutcome, GroupListParams,
+    HeartbeatParams, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, Store,
+    StoreError, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
+    TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -361,6 +372,26 @@ impl Store for PgStore {
         control::task_control(self, params).await
     }
 
+    async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
+        run::claim(self, params).await
+    }
+
+    async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>> {
+        run::heartbeat(self, params).await
+    }
+
+    async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
+        run::report(self, params).await
+    }
+
+    async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport> {
+        run::maintain(self, now, max_rows).await
+    }
+
+    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
+        run::next_due(self, now).await
+    }
+
     async fn file_insert(
         &self,
         file: NewTaskFile,
@@ -384,6 +415,115 @@ impl Store for PgStore {
 
     async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool> {
         files::delete(self, scope, file_id).await
+    }
+
+    async fn device_insert(
+        &self,
+        device: NewDevice,
+        now: Timestamp,
+    ) -> StoreResult<Result<Device, RegistryRefusal>> {
+        devices::insert(self, device, now).await
+    }
+
+    async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>> {
+        devices::get(self, scope, device_id).await
+    }
+
+    async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>> {
+        devices::list(self, params).await
+    }
+
+    async fn device_update(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        update: DeviceUpdate,
+        now: Timestamp,
+    ) -> StoreResult<Result<Device, RegistryRefusal>> {
+        devices::update(self, scope, device_id, update, now).await
+    }
+
+    async fn device_delete(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>> {
+        devices::delete(self, scope, device_id, now).await
+    }
+
+    async fn device_freeze(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>> {
+        devices::set_frozen(self, scope, device_id, true, now).await
+    }
+
+    async fn device_unfreeze(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>> {
+        devices::set_frozen(self, scope, device_id, false, now).await
+    }
+
+    async fn group_insert(
+        &self,
+        group: NewDeviceGroup,
+        now: Timestamp,
+    ) -> StoreResult<Result<DeviceGroup, RegistryRefusal>> {
+        devices::group_insert(self, group, now).await
+    }
+
+    async fn group_get(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+    ) -> StoreResult<Option<DeviceGroup>> {
+        devices::group_get(self, scope, group_id).await
+    }
+
+    async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>> {
+        devices::group_list(self, params).await
+    }
+
+    async fn group_delete(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+    ) -> StoreResult<Result<(), RegistryRefusal>> {
+        devices::group_delete(self, scope, group_id).await
+    }
+
+    async fn group_add_device(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>> {
+        devices::group_set_member(self, scope, group_id, device_id, true, now).await
+    }
+
+    async fn group_remove_device(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>> {
+        devices::group_set_member(self, scope, group_id, device_id, false, now).await
+    }
+
+    async fn device_group_members(
+        &self,
+        scope: &TaskScope,
+        group_ids: &[String],
+    ) -> StoreResult<Result<Vec<String>, String>> {
+        devices::group_members(self, scope, group_ids).await
     }
 
     async fn close(&self) {

@@ -34,6 +34,11 @@ pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreRe
     let targets: Vec<&str> = sub_tasks.iter().map(|s| s.target.as_str()).collect();
     let inputs: Vec<Option<&str>> = sub_tasks.iter().map(|s| s.input_json.as_deref()).collect();
 
+    // Released at once unless a confirm must release them; the claim also waits for the
+    // task's schedule time.
+    let ready_at = (!new.need_confirm).then(|| new.schedule_at.unwrap_or(now).0);
+    let runnable = ready_at.is_some() && n > 0;
+
     let mut tx = begin_write(store).await?;
     // The task gets max(last + 1, floor(now)), its sub-tasks the next n. Never below the
     // clock's floor, never below what was handed out: a newer task always has a larger
@@ -51,9 +56,9 @@ pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreRe
          ext_info_json, targets_json, targets_filter_json, document_json, document_source, \
          schedule_at, retry_count, retry_interval_minutes, state, state_detail, \
          n_total, n_waiting, n_processing, n_succeeded, n_failed, n_retry_waiting, \
-         n_stopped, n_removed, created_at, updated_at) \
+         n_stopped, n_removed, created_at, updated_at, runnable) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         NULL, $18, $19, 0, 0, 0, 0, 0, 0, $20, $20)",
+         NULL, $18, $19, 0, 0, 0, 0, 0, 0, $20, $20, $21)",
     )
     .bind(first)
     .bind(&new.scope.project_id)
@@ -75,6 +80,7 @@ pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreRe
     .bind(progress.total)
     .bind(progress.waiting)
     .bind(now.0)
+    .bind(runnable)
     .execute(&mut *tx)
     .await
     .map_err(db)?;
@@ -83,14 +89,16 @@ pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreRe
         // One statement for all sub-tasks: the ordinality gives each its id, in target
         // order. (30,000 single-row INSERTs would take seconds.)
         let inserted = sqlx::query(
-            "INSERT INTO sub_tasks (id, task_id, target, state, input_json, attempts, updated_at) \
-             SELECT $1 + ord, $1, t, 'waiting', i, 0, $2 \
+            "INSERT INTO sub_tasks \
+             (id, task_id, target, state, input_json, attempts, updated_at, ready_at) \
+             SELECT $1 + ord, $1, t, 'waiting', i, 0, $2, $5 \
              FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS u(t, i, ord)",
         )
         .bind(first)
         .bind(now.0)
         .bind(targets)
         .bind(inputs)
+        .bind(ready_at)
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -140,6 +148,27 @@ const TASK_LOCK_SQL: &str = concat!(
     task_columns!(),
     " FROM tasks WHERE id = $1 AND project_id = $2 AND instance_id = $3 FOR UPDATE"
 );
+
+const TASK_LOCK_BY_ID_SQL: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE id = $1 FOR UPDATE"
+);
+
+/// Loads a task by id alone and locks its row (the runner's paths, which start from a
+/// sub-task).
+pub(crate) async fn load_by_id_for_update(
+    conn: &mut PgConnection,
+    id: Id,
+) -> StoreResult<Option<Task>> {
+    sqlx::query_as::<_, TaskRow>(TASK_LOCK_BY_ID_SQL)
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .map(TaskRow::into_task)
+        .transpose()
+}
 
 /// Loads a task in `scope` on the given connection (inside a transaction or not).
 pub(crate) async fn load(

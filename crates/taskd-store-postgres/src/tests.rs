@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::AssertSqlSafe;
 use taskd_core::{ControlOp, Id, NewSubTask, NewTask, TaskScope, Timestamp};
-use taskd_store::{Store, TaskControlParams, TaskInsertParams};
+use taskd_store::{ClaimParams, RunLimits, Store, TaskControlParams, TaskInsertParams};
 
 use crate::control::{FIND_SQL, MOVE_ALL_SQL, MOVE_IDS_SQL};
 use crate::tasks::{
@@ -161,16 +161,22 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
         if i == 0 {
             big_task = t.id;
             // A few processing sub-tasks among many waiting: the state index pays off.
-            store
-                .task_control(TaskControlParams {
-                    scope: small.clone(),
-                    task_id: t.id,
-                    op: ControlOp::Confirm,
-                    targets: Some(vec!["dev-00001".into(), "dev-02001".into()]),
+            let claimed = store
+                .sub_task_claim(ClaimParams {
+                    worker_id: "w".into(),
+                    project_id: Some("small".into()),
+                    kinds: vec!["k1".into()],
+                    max: 2,
+                    lease_until: NOW,
+                    limits: RunLimits {
+                        max_running: 100,
+                        max_running_per_project: 100,
+                    },
                     now: NOW,
                 })
                 .await
                 .unwrap();
+            assert_eq!(claimed.len(), 2);
         }
         if i % 4 == 1 {
             store
@@ -261,13 +267,22 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
         ),
         (
             MOVE_ALL_SQL,
-            vec![Text("stopped"), Int(1), Int(big_task.0), Text("processing")],
+            vec![
+                Text("stop"),
+                Int(1),
+                Text("stopped"),
+                Int(1),
+                Int(big_task.0),
+                Text("processing"),
+            ],
             "sub_tasks_task_state",
         ),
         (
             MOVE_IDS_SQL,
             vec![
-                Text("processing"),
+                Text("confirm"),
+                Int(1),
+                Text("waiting"),
                 Int(1),
                 Ints(vec![big_task.0 + 1, big_task.0 + 2]),
                 Text("waiting"),
@@ -278,6 +293,33 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
     for (sql, binds, index) in sub_cases {
         let plan = plan(&store, sql, binds).await;
         assert_scans(&plan, index, sql);
+    }
+
+    // The runner: claimable rows, due retries and expired leases come from their partial
+    // indexes, never from a walk over a task's finished sub-tasks. (Here the planner may
+    // sort the few rows it expects; what matters is which rows it reads.)
+    let runner_cases: [(&str, Vec<Bind<'_>>, &str); 3] = [
+        (
+            "SELECT id FROM sub_tasks WHERE task_id = $1 AND state = 'waiting' \
+             AND ready_at IS NOT NULL AND ready_at <= $2 ORDER BY id LIMIT $3",
+            vec![Int(big_task.0), Int(NOW.0), Int(100)],
+            "sub_tasks_ready",
+        ),
+        (
+            crate::run::LEASES_EXPIRED_SQL,
+            vec![Int(NOW.0 + 1), Int(100)],
+            "sub_tasks_leases",
+        ),
+        (
+            crate::run::RETRIES_DUE_SQL,
+            vec![Int(NOW.0 + 1), Int(100)],
+            "sub_tasks_retry_due",
+        ),
+    ];
+    for (sql, binds, index) in runner_cases {
+        let plan = plan(&store, sql, binds).await;
+        assert!(plan.contains(index), "expected {index} in\n{sql}\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "full scan in\n{sql}\n{plan}");
     }
 
     store.close().await;
@@ -316,4 +358,288 @@ impl Drop for DropSchema {
             eprintln!("warning: could not drop test schema {}", self.schema);
         }
     }
+}
+
+/// A store in a schema of its own, dropped with the guard.
+async fn fresh_store(suffix: &str) -> Option<(PgStore, DropSchema)> {
+    let url = database_url()?;
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let schema = format!("taskd_test_{secs}_{}_{suffix}", std::process::id());
+    let guard = DropSchema {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let options = PgStoreOptions {
+        schema: Some(schema),
+        ..PgStoreOptions::default()
+    };
+    let store = PgStore::connect_with(&url, &options)
+        .await
+        .expect("connect");
+    Some((store, guard))
+}
+
+/// Every registry statement has an index path: with sequential scans, bitmaps and sorts
+/// priced out, none of them appears (tables this small would otherwise be read whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_statements_have_index_paths() {
+    use crate::devices::{
+        DEVICE_GET_SQL, DeviceShape, GROUP_COUNT_SQL, GROUP_GET_SQL, GROUP_HAS_CHILDREN_SQL,
+        GROUP_NAME_TAKEN_SQL, GROUPS_OF_DEVICE_SQL, GroupShape, HAS_SUB_DEVICES_SQL, IS_MEMBER_SQL,
+        MEMBER_IDS_SQL, MEMBERS_OF_GROUP_SQL, device_count_sql, device_list_sql, group_count_sql,
+        group_list_sql,
+    };
+
+    let Some((store, _drop)) = fresh_store("registry_plans").await else {
+        return;
+    };
+    async fn plan_of(store: &PgStore, sql: &str, params: usize) -> String {
+        let mut tx = crate::begin_read(store).await.unwrap();
+        for setting in [
+            "SET LOCAL enable_seqscan = off",
+            "SET LOCAL enable_bitmapscan = off",
+            "SET LOCAL enable_sort = off",
+        ] {
+            sqlx::query(setting).execute(&mut *tx).await.unwrap();
+        }
+        // Generic plans: every parameter unknown, text (the planner infers the rest).
+        let types = vec!["unknown"; params].join(", ");
+        let prepare = format!("PREPARE registry_plan ({types}) AS {sql}");
+        sqlx::raw_sql(AssertSqlSafe(prepare))
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+        let args = (0..params).map(|_| "NULL").collect::<Vec<_>>().join(", ");
+        let explain = if params == 0 {
+            "EXPLAIN EXECUTE registry_plan".to_string()
+        } else {
+            format!("EXPLAIN EXECUTE registry_plan ({args})")
+        };
+        sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let plan = sqlx::query_scalar::<_, String>(AssertSqlSafe(explain))
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("explain {sql}: {e}"))
+            .join("\n");
+        // A prepared statement outlives the transaction.
+        sqlx::query("DEALLOCATE registry_plan")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        plan
+    }
+    fn assert_indexed(plan: &str, sql: &str) {
+        for bad in ["Seq Scan", "Sort", "Bitmap"] {
+            assert!(!plan.contains(bad), "{bad} in\n{sql}\n{plan}");
+        }
+        assert!(plan.contains("Index"), "no index in\n{sql}\n{plan}");
+    }
+
+    let shapes = [
+        DeviceShape::default(),
+        DeviceShape {
+            product: true,
+            ..DeviceShape::default()
+        },
+        DeviceShape {
+            node: true,
+            from: true,
+            ..DeviceShape::default()
+        },
+        DeviceShape {
+            name: true,
+            ..DeviceShape::default()
+        },
+        DeviceShape {
+            app: true,
+            to: true,
+            ..DeviceShape::default()
+        },
+        DeviceShape {
+            gateway_by_root: Some(false),
+            ..DeviceShape::default()
+        },
+        DeviceShape {
+            gateway_by_root: Some(true),
+            product: true,
+            ..DeviceShape::default()
+        },
+    ];
+    let filters = |s: DeviceShape| {
+        [
+            s.product,
+            s.node,
+            s.name,
+            s.app,
+            s.gateway_by_root.is_some(),
+            s.from,
+            s.to,
+        ]
+        .into_iter()
+        .filter(|b| *b)
+        .count()
+    };
+    for s in shapes {
+        let sql = device_list_sql(s);
+        assert_indexed(&plan_of(&store, &sql, 5 + filters(s)).await, &sql);
+        let sql = device_count_sql(s);
+        assert_indexed(&plan_of(&store, &sql, 2 + filters(s)).await, &sql);
+    }
+    for (s, n) in [
+        (GroupShape::default(), 0),
+        (
+            GroupShape {
+                app: true,
+                name: true,
+                modified: true,
+            },
+            3,
+        ),
+    ] {
+        let sql = group_list_sql(s);
+        assert_indexed(&plan_of(&store, &sql, 5 + n).await, &sql);
+        let sql = group_count_sql(s);
+        assert_indexed(&plan_of(&store, &sql, 2 + n).await, &sql);
+    }
+    for (sql, n) in [
+        (DEVICE_GET_SQL, 3),
+        (HAS_SUB_DEVICES_SQL, 3),
+        (GROUP_GET_SQL, 3),
+        (GROUP_COUNT_SQL, 2),
+        (GROUP_NAME_TAKEN_SQL, 4),
+        (GROUP_HAS_CHILDREN_SQL, 3),
+        (GROUPS_OF_DEVICE_SQL, 3),
+        (MEMBERS_OF_GROUP_SQL, 3),
+        (IS_MEMBER_SQL, 4),
+        (MEMBER_IDS_SQL, 3),
+    ] {
+        assert_indexed(&plan_of(&store, sql, n).await, sql);
+    }
+    store.close().await;
+}
+
+/// The executor's entry point: applied in the caller's transaction, which decides; a
+/// refusal leaves nothing behind even when the caller commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_effects_apply_in_the_callers_transaction() {
+    use taskd_core::AuthType;
+    use taskd_store::{DeviceEffect, DeviceEffectRefused};
+
+    use crate::devices::apply_device_effect;
+
+    let Some((store, _drop)) = fresh_store("registry_effects").await else {
+        return;
+    };
+    let scope = TaskScope::new("p", "");
+    let create = DeviceEffect::Create(taskd_core::NewDevice {
+        scope: scope.clone(),
+        device_id: "prod_n1".into(),
+        node_id: "n1".into(),
+        product_id: "prod".into(),
+        device_name: None,
+        description: None,
+        gateway_id: None,
+        app_id: None,
+        auth_type: AuthType::Secret,
+        secret: None,
+        fingerprint: None,
+        secure_access: false,
+        timeout: 0,
+        extension_info_json: None,
+    });
+
+    let mut tx = crate::begin_write(&store).await.unwrap();
+    assert_eq!(
+        apply_device_effect(&mut tx, &scope, &create, NOW)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(store.device_get(&scope, "prod_n1").await.unwrap(), None);
+
+    let mut tx = crate::begin_write(&store).await.unwrap();
+    apply_device_effect(&mut tx, &scope, &create, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = store.device_get(&scope, "prod_n1").await.unwrap().unwrap();
+    let mut tx = crate::begin_write(&store).await.unwrap();
+    assert_eq!(
+        apply_device_effect(&mut tx, &scope, &create, NOW.plus_millis(1))
+            .await
+            .unwrap(),
+        Err(DeviceEffectRefused {
+            error_code: "IOTDA.014031".into(),
+            error_msg: "Invalid input. The device already exists.".into(),
+        })
+    );
+    let missing = DeviceEffect::Unfreeze {
+        device_id: "nope".into(),
+    };
+    assert_eq!(
+        apply_device_effect(&mut tx, &scope, &missing, NOW)
+            .await
+            .unwrap()
+            .unwrap_err()
+            .error_code,
+        "IOTDA.014000"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.device_get(&scope, "prod_n1").await.unwrap(),
+        Some(before)
+    );
+    store.close().await;
+}
+
+/// Two nodes inserting the same device at once: one wins, the other is refused (never a
+/// unique-key error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_device_inserts_refuse_the_loser() {
+    use taskd_core::AuthType;
+
+    let Some((store, _drop)) = fresh_store("registry_race").await else {
+        return;
+    };
+    let scope = TaskScope::new("p", "i");
+    let new = taskd_core::NewDevice {
+        scope: scope.clone(),
+        device_id: "prod_n1".into(),
+        node_id: "n1".into(),
+        product_id: "prod".into(),
+        device_name: None,
+        description: None,
+        gateway_id: None,
+        app_id: None,
+        auth_type: AuthType::Secret,
+        secret: None,
+        fingerprint: None,
+        secure_access: false,
+        timeout: 0,
+        extension_info_json: None,
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, new) = (store.clone(), new.clone());
+            tokio::spawn(async move { store.device_insert(new, NOW).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap().expect("no store error") {
+            Ok(_) => won += 1,
+            Err(r) => assert_eq!(r, taskd_store::RegistryRefusal::DeviceExists),
+        }
+    }
+    assert_eq!(won, 1);
+    store.close().await;
 }

@@ -8,6 +8,8 @@
 //! holds the decision half of per-target control ops.
 
 pub mod control_plan;
+pub mod devices;
+pub mod run_plan;
 
 use taskd_core::{
     Credential, Id, Progress, RetryPolicy, SubTask, SubTaskState, Task, TaskFile, TaskScope,
@@ -32,7 +34,7 @@ macro_rules! task_columns {
 macro_rules! sub_task_columns {
     () => {
         "id, task_id, target, state, input_json, output, error_code, error_msg, attempts, \
-         updated_at"
+         progress, updated_at"
     };
 }
 
@@ -123,6 +125,7 @@ pub struct SubTaskRow {
     error_code: Option<String>,
     error_msg: Option<String>,
     attempts: i64,
+    progress: Option<i64>,
     updated_at: i64,
 }
 
@@ -139,6 +142,15 @@ impl SubTaskRow {
             error_code: self.error_code,
             error_msg: self.error_msg,
             attempts: to_u32(self.attempts, "attempts", id)?,
+            progress: self
+                .progress
+                .map(|p| {
+                    u8::try_from(p)
+                        .ok()
+                        .filter(|p| *p <= 100)
+                        .ok_or_else(|| corrupt(format!("sub-task {id}: progress {p}")))
+                })
+                .transpose()?,
             updated_at: Timestamp(self.updated_at),
         })
     }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use sqlx::SqliteConnection;
-use taskd_core::{Id, Progress, SubTaskState, TaskState, Timestamp};
+use taskd_core::{ControlOp, Id, Progress, SubTaskState, TaskState, Timestamp};
 use taskd_store::{StoreResult, TaskControlOutcome, TaskControlParams};
 use taskd_store_sql::control_plan::plan_targets;
 
@@ -39,6 +39,11 @@ pub(crate) async fn task_control(
 
     let mut progress = task.progress;
     let mut moved = 0_i64;
+    // A confirmed sub-task may run from the task's schedule time on; a retried one now.
+    let release = match op {
+        ControlOp::Confirm => task.schedule_at.map_or(now, |s| s.max(now)),
+        _ => now,
+    };
     let (through, outcomes) = match targets {
         None => {
             // Every sub-task the op applies to: one guarded UPDATE per source state.
@@ -47,7 +52,7 @@ pub(crate) async fn task_control(
                     continue;
                 };
                 let expected = progress.move_all(from, to);
-                let changed = move_all(&mut tx, task_id, from, to, now).await?;
+                let changed = move_all(&mut tx, task_id, op, from, to, release, now).await?;
                 if changed != expected as u64 {
                     return Err(corrupt(format!(
                         "task {task_id}: {changed} sub-tasks were {}, its counters say {expected}",
@@ -63,7 +68,7 @@ pub(crate) async fn task_control(
             let plan = plan_targets(op, targets, &found, &mut progress);
             for (from, to, ids) in &plan.moves {
                 for id in ids {
-                    move_one(&mut tx, *id, *from, *to, now).await?;
+                    move_one(&mut tx, *id, op, *from, *to, release, now).await?;
                 }
             }
             moved += plan.moved() as i64;
@@ -77,7 +82,9 @@ pub(crate) async fn task_control(
     debug_assert!(through.can_transition(after), "{through:?} -> {after:?}");
 
     if moved > 0 || after != before {
-        write_task(&mut tx, task_id, before, after, &progress, now).await?;
+        // Retry and confirm release sub-tasks: the claim must look at this task again.
+        let runnable = moved > 0 && op != ControlOp::Stop;
+        write_task(&mut tx, task_id, before, after, &progress, runnable, now).await?;
         count_move(&mut tx, &task, before, after).await?;
         task.state = after;
         task.progress = progress;
@@ -90,24 +97,59 @@ pub(crate) async fn task_control(
     })
 }
 
-pub(crate) const MOVE_ALL_SQL: &str =
-    "UPDATE sub_tasks SET state = ?, updated_at = ? WHERE task_id = ? AND state = ?";
+/// The columns a control op sets besides the state (`?1` the op's name, `?2` the release
+/// time): stop holds the sub-task back and ends its lease; retry releases it now and gives
+/// it its automatic retries back; confirm releases a held sub-task and leaves a released
+/// one as it is.
+macro_rules! control_sets {
+    () => {
+        "ready_at = CASE ?1 WHEN 'stop' THEN NULL WHEN 'retry' THEN ?2 \
+                    ELSE COALESCE(ready_at, ?2) END, \
+         retries = CASE ?1 WHEN 'retry' THEN 0 ELSE retries END, \
+         lease_owner = CASE ?1 WHEN 'confirm' THEN lease_owner ELSE NULL END, \
+         lease_until = CASE ?1 WHEN 'confirm' THEN lease_until ELSE NULL END"
+    };
+}
+
+pub(crate) const MOVE_ALL_SQL: &str = concat!(
+    "UPDATE sub_tasks SET ",
+    control_sets!(),
+    ", state = ?3, updated_at = ?4 WHERE task_id = ?5 AND state = ?6"
+);
+const MOVE_ONE_SQL: &str = concat!(
+    "UPDATE sub_tasks SET ",
+    control_sets!(),
+    ", state = ?3, updated_at = ?4 WHERE id = ?5 AND state = ?6"
+);
+
+fn op_name(op: ControlOp) -> &'static str {
+    match op {
+        ControlOp::Stop => "stop",
+        ControlOp::Retry => "retry",
+        ControlOp::Confirm => "confirm",
+    }
+}
 /// One indexed lookup per named target: a statement over a list of targets would scan
 /// the list, and per-target ops name at most 100.
 pub(crate) const FIND_SQL: &str =
     "SELECT id, state FROM sub_tasks WHERE task_id = ? AND target = ?";
 
 /// Moves every sub-task of `task_id` in `from` to `to`; returns how many moved.
+#[allow(clippy::too_many_arguments)]
 async fn move_all(
     conn: &mut SqliteConnection,
     task_id: Id,
+    op: ControlOp,
     from: SubTaskState,
     to: SubTaskState,
+    release: Timestamp,
     now: Timestamp,
 ) -> StoreResult<u64> {
     debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
     // Output and error of the last run stay: they are shown until the sub-task runs again.
     Ok(sqlx::query(MOVE_ALL_SQL)
+        .bind(op_name(op))
+        .bind(release.0)
         .bind(to.as_str())
         .bind(now.0)
         .bind(task_id.0)
@@ -118,24 +160,28 @@ async fn move_all(
         .rows_affected())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn move_one(
     conn: &mut SqliteConnection,
     id: i64,
+    op: ControlOp,
     from: SubTaskState,
     to: SubTaskState,
+    release: Timestamp,
     now: Timestamp,
 ) -> StoreResult<()> {
     debug_assert!(from.can_transition(to), "{from:?} -> {to:?}");
-    let changed =
-        sqlx::query("UPDATE sub_tasks SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
-            .bind(to.as_str())
-            .bind(now.0)
-            .bind(id)
-            .bind(from.as_str())
-            .execute(conn)
-            .await
-            .map_err(db)?
-            .rows_affected();
+    let changed = sqlx::query(MOVE_ONE_SQL)
+        .bind(op_name(op))
+        .bind(release.0)
+        .bind(to.as_str())
+        .bind(now.0)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(conn)
+        .await
+        .map_err(db)?
+        .rows_affected();
     if changed != 1 {
         // We read it in this transaction, under the write lock.
         return Err(corrupt(format!(
@@ -171,19 +217,22 @@ async fn find(
 }
 
 /// Writes the task's new state and counters, guarded by the state it was read in (the
-/// caller has checked the transition).
-async fn write_task(
+/// caller has checked the transition). `runnable`: something was released, so claims
+/// must look at the task again (the flag is only ever raised here).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn write_task(
     conn: &mut SqliteConnection,
     task_id: Id,
     before: TaskState,
     after: TaskState,
     p: &Progress,
+    runnable: bool,
     now: Timestamp,
 ) -> StoreResult<()> {
     let changed = sqlx::query(
         "UPDATE tasks SET state = ?, n_total = ?, n_waiting = ?, n_processing = ?, \
          n_succeeded = ?, n_failed = ?, n_retry_waiting = ?, n_stopped = ?, n_removed = ?, \
-         updated_at = ? \
+         updated_at = ?, runnable = MAX(runnable, ?) \
          WHERE id = ? AND state = ?",
     )
     .bind(after.as_str())
@@ -196,6 +245,7 @@ async fn write_task(
     .bind(p.stopped)
     .bind(p.removed)
     .bind(now.0)
+    .bind(runnable)
     .bind(task_id.0)
     .bind(before.as_str())
     .execute(conn)

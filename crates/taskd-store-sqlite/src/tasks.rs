@@ -36,6 +36,11 @@ pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> Sto
         Some(serde_json::to_string(&rows).map_err(|e| corrupt(e.to_string()))?)
     };
 
+    // Released at once unless a confirm must release them; the claim also waits for the
+    // task's schedule time.
+    let ready_at = (!new.need_confirm).then(|| new.schedule_at.unwrap_or(now).0);
+    let runnable = ready_at.is_some() && n > 0;
+
     let mut tx = begin_write(store).await?;
     // One statement: the task gets max(last + 1, floor(now)), its sub-tasks the next n.
     // Never below the clock's floor, never below what was handed out: a newer task always
@@ -56,9 +61,9 @@ pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> Sto
          ext_info_json, targets_json, targets_filter_json, document_json, document_source, \
          schedule_at, retry_count, retry_interval_minutes, state, state_detail, \
          n_total, n_waiting, n_processing, n_succeeded, n_failed, n_retry_waiting, \
-         n_stopped, n_removed, created_at, updated_at) \
+         n_stopped, n_removed, created_at, updated_at, runnable) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, \
-         ?, ?, 0, 0, 0, 0, 0, 0, ?, ?)",
+         ?, ?, 0, 0, 0, 0, 0, 0, ?, ?, ?)",
     )
     .bind(first)
     .bind(&new.scope.project_id)
@@ -81,6 +86,7 @@ pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> Sto
     .bind(progress.waiting)
     .bind(now.0)
     .bind(now.0)
+    .bind(runnable)
     .execute(&mut *tx)
     .await
     .map_err(db)?;
@@ -89,13 +95,15 @@ pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> Sto
         // One statement for all sub-tasks: the array index gives each its id, in target
         // order. (30,000 single-row INSERTs through the driver would take seconds.)
         let inserted = sqlx::query(
-            "INSERT INTO sub_tasks (id, task_id, target, state, input_json, attempts, updated_at) \
-             SELECT ?1 + key + 1, ?1, value ->> 0, 'waiting', value ->> 1, 0, ?2 \
+            "INSERT INTO sub_tasks \
+             (id, task_id, target, state, input_json, attempts, updated_at, ready_at) \
+             SELECT ?1 + key + 1, ?1, value ->> 0, 'waiting', value ->> 1, 0, ?2, ?4 \
              FROM json_each(?3)",
         )
         .bind(first)
         .bind(now.0)
         .bind(json)
+        .bind(ready_at)
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -151,6 +159,19 @@ pub(crate) async fn load(
         .bind(id.0)
         .bind(&scope.project_id)
         .bind(&scope.instance_id)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .map(TaskRow::into_task)
+        .transpose()
+}
+
+const TASK_BY_ID_SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?");
+
+/// Loads a task by id alone (the runner's paths, which start from a sub-task).
+pub(crate) async fn load_by_id(conn: &mut SqliteConnection, id: Id) -> StoreResult<Option<Task>> {
+    sqlx::query_as::<_, TaskRow>(TASK_BY_ID_SQL)
+        .bind(id.0)
         .fetch_optional(conn)
         .await
         .map_err(db)?

@@ -2,11 +2,11 @@
 //! pages come out of the index in id order (no sort). These are what keep a page deep in a
 //! million tasks as cheap as the first one.
 
-use crate::SqliteStore;
 use crate::control::{FIND_SQL, MOVE_ALL_SQL};
 use crate::tasks::{
     SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, count_sql, list_sql,
 };
+use crate::{SqliteStore, run};
 
 async fn plan(store: &SqliteStore, sql: &str) -> String {
     let explain = format!("EXPLAIN QUERY PLAN {sql}");
@@ -20,7 +20,9 @@ async fn plan(store: &SqliteStore, sql: &str) -> String {
 /// Every step searches an index (no full scan, no temporary sort), using `index`.
 async fn assert_searches(store: &SqliteStore, sql: &str, index: &str) {
     let plan = plan(store, sql).await;
-    assert!(!plan.contains("SCAN "), "full scan in\n{sql}\n{plan}");
+    // `SELECT EXISTS (...)` reads its one constant row; that is no table scan.
+    let scans = plan.replace("SCAN CONSTANT ROW", "");
+    assert!(!scans.contains("SCAN "), "full scan in\n{sql}\n{plan}");
     assert!(!plan.contains("TEMP B-TREE"), "sort in\n{sql}\n{plan}");
     assert!(plan.contains(index), "expected {index} in\n{sql}\n{plan}");
 }
@@ -82,4 +84,175 @@ async fn listing_and_control_statements_use_their_indexes() {
     .await;
     assert_searches(&store, FIND_SQL, "INDEX sqlite_autoindex_sub_tasks_1").await; // (task_id, target)
     assert_searches(&store, MOVE_ALL_SQL, "INDEX sub_tasks_task_state").await;
+
+    // The runner: claimable rows, due retries and expired leases come from their partial
+    // indexes, never from a walk over a task's finished sub-tasks.
+    assert_searches(&store, run::CLAIM_ROWS_SQL, "INDEX sub_tasks_ready").await;
+    assert_searches(&store, run::RETRIES_DUE_SQL, "INDEX sub_tasks_retry_due").await;
+    assert_searches(&store, run::LEASES_EXPIRED_SQL, "INDEX sub_tasks_leases").await;
+    assert_searches(&store, run::HEARTBEAT_SQL, "PRIMARY KEY").await;
+    // Reads only the tasks with something running (the partial index), never all tasks.
+    let running = plan(&store, run::RUNNING_SQL).await;
+    assert_eq!(running, "SCAN tasks USING INDEX tasks_running", "{running}");
+}
+
+#[tokio::test]
+async fn registry_statements_use_their_indexes() {
+    use crate::devices::{
+        DEVICE_GET_SQL, DeviceShape, GROUP_COUNT_SQL, GROUP_GET_SQL, GROUP_HAS_CHILDREN_SQL,
+        GROUP_NAME_TAKEN_SQL, GROUPS_OF_DEVICE_SQL, GroupShape, HAS_SUB_DEVICES_SQL, IS_MEMBER_SQL,
+        MEMBER_IDS_SQL, MEMBERS_OF_GROUP_SQL, device_count_sql, device_list_sql, group_count_sql,
+        group_list_sql,
+    };
+
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let shape = |f: fn(&mut DeviceShape)| {
+        let mut s = DeviceShape::default();
+        f(&mut s);
+        s
+    };
+    // Each filter alone uses its own index; with several, one of them.
+    for (s, index) in [
+        (DeviceShape::default(), "INDEX devices_scope "),
+        (shape(|s| s.product = true), "INDEX devices_scope_product"),
+        (shape(|s| s.node = true), "INDEX devices_scope_node"),
+        (shape(|s| s.name = true), "INDEX devices_scope_name"),
+        (shape(|s| s.app = true), "INDEX devices_scope_app"),
+        (
+            shape(|s| s.gateway_by_root = Some(false)),
+            "INDEX devices_scope_gateway",
+        ),
+        (
+            shape(|s| s.gateway_by_root = Some(true)),
+            "INDEX devices_scope_root",
+        ),
+        (shape(|s| s.from = true), "INDEX devices_scope"),
+        (
+            shape(|s| {
+                s.product = true;
+                s.app = true;
+                s.to = true;
+            }),
+            "INDEX devices_scope_",
+        ),
+        (
+            shape(|s| {
+                s.node = true;
+                s.name = true;
+                s.gateway_by_root = Some(false);
+            }),
+            "INDEX devices_scope_",
+        ),
+    ] {
+        assert_searches(&store, &device_list_sql(s), index).await;
+        // A count may as well range over the primary key's scope prefix.
+        assert_searches(&store, &device_count_sql(s), "SEARCH devices USING").await;
+    }
+    let group_shapes = [
+        GroupShape::default(),
+        GroupShape {
+            app: true,
+            ..GroupShape::default()
+        },
+        GroupShape {
+            name: true,
+            modified: true,
+            ..GroupShape::default()
+        },
+    ];
+    for s in group_shapes {
+        assert_searches(&store, &group_list_sql(s), "INDEX device_groups_").await;
+        assert_searches(&store, &group_count_sql(s), "SEARCH device_groups USING").await;
+    }
+    for (sql, index) in [
+        (DEVICE_GET_SQL, "PRIMARY KEY"),
+        (HAS_SUB_DEVICES_SQL, "INDEX devices_scope_gateway"),
+        (GROUP_GET_SQL, "PRIMARY KEY"),
+        (GROUP_COUNT_SQL, "SEARCH device_groups USING"),
+        (GROUP_NAME_TAKEN_SQL, "INDEX device_groups_name"),
+        (GROUP_HAS_CHILDREN_SQL, "INDEX device_groups_parent"),
+        (GROUPS_OF_DEVICE_SQL, "INDEX device_group_members_device"),
+        (MEMBERS_OF_GROUP_SQL, "PRIMARY KEY"),
+        (IS_MEMBER_SQL, "PRIMARY KEY"),
+        (MEMBER_IDS_SQL, "PRIMARY KEY"),
+    ] {
+        assert_searches(&store, sql, index).await;
+    }
+}
+
+/// The executor's entry point: applied in the caller's transaction, which decides; a
+/// refusal leaves nothing behind even when the caller commits.
+#[tokio::test]
+async fn device_effects_apply_in_the_callers_transaction() {
+    use taskd_core::{AuthType, NewDevice, TaskScope, Timestamp};
+    use taskd_store::{DeviceEffect, DeviceEffectRefused, Store};
+
+    use crate::devices::apply_device_effect;
+
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let scope = TaskScope::new("p", "");
+    let now = Timestamp(1_767_225_600_000);
+    let create = DeviceEffect::Create(NewDevice {
+        scope: scope.clone(),
+        device_id: "prod_n1".into(),
+        node_id: "n1".into(),
+        product_id: "prod".into(),
+        device_name: None,
+        description: None,
+        gateway_id: None,
+        app_id: None,
+        auth_type: AuthType::Secret,
+        secret: None,
+        fingerprint: None,
+        secure_access: false,
+        timeout: 0,
+        extension_info_json: None,
+    });
+
+    // Rolled back by the caller: nothing stays.
+    let mut tx = crate::begin_write(&store).await.unwrap();
+    assert_eq!(
+        apply_device_effect(&mut tx, &scope, &create, now)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(store.device_get(&scope, "prod_n1").await.unwrap(), None);
+
+    // Committed by the caller: it stays; applying it again is refused and, committed,
+    // changes nothing.
+    let mut tx = crate::begin_write(&store).await.unwrap();
+    apply_device_effect(&mut tx, &scope, &create, now)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = store.device_get(&scope, "prod_n1").await.unwrap().unwrap();
+    let mut tx = crate::begin_write(&store).await.unwrap();
+    assert_eq!(
+        apply_device_effect(&mut tx, &scope, &create, now.plus_millis(1))
+            .await
+            .unwrap(),
+        Err(DeviceEffectRefused {
+            error_code: "IOTDA.014031".into(),
+            error_msg: "Invalid input. The device already exists.".into(),
+        })
+    );
+    let missing = DeviceEffect::Freeze {
+        device_id: "nope".into(),
+    };
+    assert_eq!(
+        apply_device_effect(&mut tx, &scope, &missing, now)
+            .await
+            .unwrap()
+            .unwrap_err()
+            .error_code,
+        "IOTDA.014000"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.device_get(&scope, "prod_n1").await.unwrap(),
+        Some(before)
+    );
 }

@@ -18,13 +18,14 @@
 //! page through, and a listing's `count` equals the number of tasks one can page through
 //! (with and without each filter).
 //!
-//! The suite drives state only through the trait, so it reaches the states the control
-//! ops reach (waiting, processing, stopped sub-tasks; initializing, waiting, processing,
-//! stopped tasks); the engine's own transitions are tested where they are added.
+//! The suite drives state only through the trait: control ops, and claims, heartbeats and
+//! results as an executor would (`run`), so it reaches every state.
 
 mod control;
 mod credentials;
+mod devices;
 mod files;
+mod run;
 mod sub_tasks;
 mod tasks;
 
@@ -36,13 +37,15 @@ use taskd_core::{
 };
 
 use crate::{
-    Page, PageRequest, Store, SubTaskListParams, TaskControlOutcome, TaskControlParams, TaskFilter,
-    TaskInsertParams, TaskListParams,
+    ClaimParams, ClaimedSubTask, Page, PageRequest, RunLimits, Store, SubTaskListParams,
+    TaskControlOutcome, TaskControlParams, TaskFilter, TaskInsertParams, TaskListParams,
 };
 
 pub use control::*;
 pub use credentials::*;
+pub use devices::*;
 pub use files::*;
+pub use run::*;
 pub use sub_tasks::*;
 pub use tasks::*;
 
@@ -80,6 +83,24 @@ macro_rules! store_conformance_tests {
             files_round_trip_and_limit,
             files_are_scoped,
             large_task_round_trip,
+            run_claim_and_report_round_trip,
+            run_claim_waits_for_schedule_confirm_kind_and_project,
+            run_confirm_before_schedule_waits_for_it,
+            run_claims_are_fair_between_tasks,
+            run_claims_respect_running_limits,
+            run_failures_retry_by_policy,
+            run_leases_expire_and_fence_late_results,
+            run_stop_takes_the_lease_away,
+            run_results_are_fenced_by_project,
+            run_concurrent_claims_never_double_lease,
+            run_maintenance_is_bounded,
+            device_round_trip_and_update,
+            device_gateways,
+            device_freeze_rules,
+            device_list_filters_and_paging,
+            devices_are_scoped,
+            groups_crud_and_limits,
+            group_members_and_resolution,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -136,6 +157,64 @@ pub fn sub_tasks_for(targets: &[&str]) -> Vec<NewSubTask> {
             input_json: None,
         })
         .collect()
+}
+
+/// Like [`insert_with_targets`], but the task waits for a confirm (`need_confirm`): its
+/// sub-tasks are held until a confirm releases them, so tests choose which ones run.
+pub async fn insert_held(
+    store: &dyn Store,
+    scope: &TaskScope,
+    name: &str,
+    targets: &[&str],
+    now: Timestamp,
+) -> Task {
+    let mut task = new_task(scope, name);
+    task.need_confirm = true;
+    let task = insert(store, task, sub_tasks_for(targets), now).await;
+    check(store, scope, task.id).await;
+    task
+}
+
+/// Limits no test reaches.
+pub const NO_LIMITS: RunLimits = RunLimits {
+    max_running: 1_000_000,
+    max_running_per_project: 1_000_000,
+};
+
+/// Claims up to `max` claimable sub-tasks of `kind` in `project` as executor `worker`,
+/// leased for 60 s.
+pub async fn claim(
+    store: &dyn Store,
+    project: &str,
+    kind: &str,
+    max: u32,
+    now: Timestamp,
+) -> Vec<ClaimedSubTask> {
+    store
+        .sub_task_claim(ClaimParams {
+            worker_id: "worker-1".to_owned(),
+            project_id: Some(project.to_owned()),
+            kinds: vec![kind.to_owned()],
+            max,
+            lease_until: now.plus_millis(60_000),
+            limits: NO_LIMITS,
+            now,
+        })
+        .await
+        .expect("sub_task_claim")
+}
+
+/// Claims every claimable `firmwareUpgrade` sub-task of `project` (the kind of
+/// [`new_task`]).
+pub async fn claim_all(store: &dyn Store, project: &str, now: Timestamp) -> Vec<ClaimedSubTask> {
+    let mut all = Vec::new();
+    loop {
+        let got = claim(store, project, "firmwareUpgrade", 500, now).await;
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
 }
 
 /// `n` sub-tasks with targets `dev-00000`, `dev-00001`, ...

@@ -18,12 +18,20 @@
 
 use async_trait::async_trait;
 use taskd_core::{
-    ControlOp, Credential, Id, NewSubTask, NewTask, NewTaskFile, SubTask, SubTaskState, Task,
-    TaskFile, TaskScope, TaskState, Timestamp,
+    ControlOp, Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup,
+    NewSubTask, NewTask, NewTaskFile, SubTask, SubTaskState, Task, TaskFile, TaskScope, TaskState,
+    Timestamp,
 };
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+
+mod registry;
+
+pub use registry::{
+    DeviceEffect, DeviceEffectRefused, DeviceFilter, DeviceListParams, GatewayFilter, GroupFilter,
+    GroupListParams, RegistryRefusal,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -151,6 +159,121 @@ pub struct TaskFileContent {
     pub rows: Vec<Vec<String>>,
 }
 
+// ---- running sub-tasks -------------------------------------------------------------------
+
+/// How many sub-tasks may run (be leased) at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Across every project this database serves.
+    pub max_running: u32,
+    /// Per project, so one tenant's 30,000-device upgrade can't take every slot.
+    pub max_running_per_project: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimParams {
+    /// Who holds the leases (shown in logs, kept on the row).
+    pub worker_id: String,
+    /// Only this project's tasks (a worker's credential); `None`: every project (taskd's
+    /// own executors).
+    pub project_id: Option<String>,
+    /// Only tasks of these types.
+    pub kinds: Vec<String>,
+    pub max: u32,
+    /// The leases end at this time unless extended.
+    pub lease_until: Timestamp,
+    pub limits: RunLimits,
+    pub now: Timestamp,
+}
+
+/// What an executor needs of a task to run one of its sub-tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedTask {
+    pub id: Id,
+    pub scope: TaskScope,
+    pub app_id: Option<String>,
+    pub kind: String,
+    pub name: String,
+    pub document_json: Option<String>,
+}
+
+/// A sub-task leased to an executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedSubTask {
+    pub id: Id,
+    /// The run this lease is for; results and heartbeats must quote it.
+    pub attempt: u32,
+    pub target: String,
+    pub input_json: Option<String>,
+    pub lease_until: Timestamp,
+    pub task: std::sync::Arc<ClaimedTask>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatParams {
+    /// The reporting credential's project; a sub-task of another project is "lost".
+    pub project_id: Option<String>,
+    pub sub_task_id: Id,
+    pub attempt: u32,
+    pub lease_until: Timestamp,
+    /// 0-100, when the executor reports it.
+    pub progress: Option<u8>,
+    pub now: Timestamp,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded {
+        output: Option<String>,
+    },
+    Failed {
+        error_code: String,
+        error_msg: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    pub sub_task_id: Id,
+    pub attempt: u32,
+    pub outcome: RunOutcome,
+    /// A registry effect to apply with a success, in the same transaction: both happen
+    /// or neither, so a registry sub-task acts exactly once across crashes. Refused, the
+    /// sub-task fails with the refusal's code and message instead.
+    pub effect: Option<DeviceEffect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportParams {
+    /// The reporting credential's project; results for other projects are refused.
+    pub project_id: Option<String>,
+    pub results: Vec<RunResult>,
+    pub now: Timestamp,
+}
+
+/// What became of one reported result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Recorded; the sub-task is now in this state (`Succeeded`, `Failed` or
+    /// `RetryWaiting`).
+    Accepted(SubTaskState),
+    /// The sub-task is not leased for this attempt any more (stopped, lease expired and
+    /// claimed again, already reported, or unknown in the project); nothing changed.
+    LeaseLost,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Sub-tasks whose retry interval elapsed, queued again.
+    pub retries_released: u64,
+    /// Sub-tasks whose lease expired, queued again for another attempt.
+    pub leases_expired: u64,
+    /// The pass stopped at its row bound; call again.
+    pub more: bool,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks the database answers (readiness probe).
@@ -195,6 +318,31 @@ pub trait Store: Send + Sync + 'static {
     /// `ControlOp::sub_task_target`, counters, and the task state re-derived from them.
     async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome>;
 
+    // ---- running sub-tasks ----------------------------------------------------------
+
+    /// Leases up to `max` ready sub-tasks (queued, released, their task's schedule time
+    /// reached) to an executor, within the running limits, spread fairly over tasks:
+    /// tasks served least recently first, each getting an equal share. Each claimed
+    /// sub-task moves `Waiting` → `Processing` with its attempt counted, in one
+    /// transaction with the counters.
+    async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
+
+    /// Extends a lease (and records progress). `None`: the lease is lost.
+    async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>>;
+
+    /// Records run results in one transaction: `Succeeded`, or on failure `RetryWaiting`
+    /// (due after the task's retry interval) while automatic retries remain, else
+    /// `Failed`. One outcome per result, in order.
+    async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;
+
+    /// One bounded maintenance pass: retries that are due go back to the queue, expired
+    /// leases return their sub-tasks for another attempt. At most `max_rows` of each.
+    async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport>;
+
+    /// The earliest future moment something becomes due (a schedule time, a retry, a
+    /// lease expiry), so the runner can sleep until then.
+    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
+
     // ---- task files -------------------------------------------------------------------
 
     async fn file_insert(
@@ -214,6 +362,110 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<TaskFileContent>>;
 
     async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool>;
+
+    // ---- device registry ----------------------------------------------------------------
+    //
+    // Devices and static device groups, keyed by scope like tasks. The device writes are
+    // the same code as the registry task types' effects (`DeviceEffect`), which each
+    // backend also applies inside a caller's transaction. A refusal (`Ok(Err(_))`) wrote
+    // nothing.
+
+    /// Registers a device (its scope is `device.scope`), `Inactive`.
+    async fn device_insert(
+        &self,
+        device: NewDevice,
+        now: Timestamp,
+    ) -> StoreResult<Result<Device, RegistryRefusal>>;
+
+    async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>>;
+
+    /// Devices of a scope, newest first, with IoTDA's marker/offset paging.
+    async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>>;
+
+    /// Changes the given fields and returns the device after the change.
+    async fn device_update(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        update: DeviceUpdate,
+        now: Timestamp,
+    ) -> StoreResult<Result<Device, RegistryRefusal>>;
+
+    /// Deletes a device and its group memberships (refused while it has sub-devices).
+    async fn device_delete(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>>;
+
+    /// `Frozen`, remembering the status to return to (directly connected devices only).
+    async fn device_freeze(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>>;
+
+    /// Back to the status the device had when it was frozen.
+    async fn device_unfreeze(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>>;
+
+    /// Creates a static group (at most `MAX_GROUPS_PER_SCOPE` per scope, names unique per
+    /// resource space, nested at most `MAX_GROUP_DEPTH` levels).
+    async fn group_insert(
+        &self,
+        group: NewDeviceGroup,
+        now: Timestamp,
+    ) -> StoreResult<Result<DeviceGroup, RegistryRefusal>>;
+
+    async fn group_get(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+    ) -> StoreResult<Option<DeviceGroup>>;
+
+    /// Groups of a scope, newest first.
+    async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>>;
+
+    /// Deletes a group and its memberships; its devices stay (refused while it has
+    /// child groups).
+    async fn group_delete(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+    ) -> StoreResult<Result<(), RegistryRefusal>>;
+
+    /// Adds a device to a group (adding a member again changes nothing).
+    async fn group_add_device(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>>;
+
+    /// Removes a device from a group (removing a non-member changes nothing).
+    async fn group_remove_device(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+        device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>>;
+
+    /// The distinct device ids of the members of `group_ids`, in device-id order (byte
+    /// order); `Err(group_id)` names the first group (in the given order) that does not
+    /// exist in `scope`. What `targets_filter.group_ids` resolves to at task creation.
+    async fn device_group_members(
+        &self,
+        scope: &TaskScope,
+        group_ids: &[String],
+    ) -> StoreResult<Result<Vec<String>, String>>;
 
     // ---- lifecycle ----------------------------------------------------------------------
 

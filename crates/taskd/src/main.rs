@@ -9,6 +9,7 @@ mod bench;
 mod credentials;
 mod logging;
 mod serve;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,8 @@ enum Command {
     Migrate(DataArgs),
     /// Measure the figures in BENCHMARKS.md (build with --release).
     Bench(bench::BenchArgs),
+    /// Claim sub-tasks from a taskd and run a command for each (docs/worker-protocol.md).
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +71,7 @@ fn main() -> std::process::ExitCode {
             Command::Credentials(cmd) => credentials::run(cmd).await,
             Command::Migrate(data) => migrate(data).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
         }
     });
     match result {

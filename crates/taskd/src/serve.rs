@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use taskd_api::{ApiConfig, AppState};
-use taskd_core::SystemClock;
-use taskd_store::Store;
+use taskd_core::{Clock, SystemClock};
+use taskd_engine::runner::Runner;
+use taskd_engine::{Engine, EngineConfig};
+use taskd_store::{RunLimits, Store};
 
 use crate::DataArgs;
 use crate::backend::Backend;
@@ -22,6 +24,14 @@ pub struct ServeArgs {
     data: DataArgs,
     #[arg(long, env = "TASKD_LOG_FORMAT", value_enum, default_value_t)]
     log_format: LogFormat,
+    /// Most sub-tasks running (leased to executors) at once, all projects together.
+    #[arg(long, env = "TASKD_MAX_RUNNING", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_running: u32,
+    /// Most sub-tasks running at once in one project.
+    #[arg(long, env = "TASKD_MAX_RUNNING_PER_PROJECT", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_running_per_project: u32,
     /// With the next two: make sure this exact credential exists at start.
     #[arg(long, env = "TASKD_BOOTSTRAP_PROJECT_ID", hide = true)]
     bootstrap_project_id: Option<String>,
@@ -41,9 +51,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let app = taskd_api::router(AppState::new(
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = Engine::with_config(
         store.clone(),
-        Arc::new(SystemClock),
+        clock.clone(),
+        EngineConfig {
+            limits: RunLimits {
+                max_running: args.max_running,
+                max_running_per_project: args.max_running_per_project,
+            },
+            ..EngineConfig::default()
+        },
+    );
+    let runner = Runner::start(engine.clone());
+    let app = taskd_api::router(AppState::with_engine(
+        engine,
+        store.clone(),
+        clock,
         ApiConfig::default(),
     ));
     tracing::info!(listen = %args.listen, data_dir = %args.data.data_dir.display(), "taskd ready");
@@ -53,7 +77,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving")?;
-    // Every in-flight request has finished; close the pools (SQLite checkpoints its WAL).
+    // Every in-flight request has finished; stop the background loops, then close the
+    // pools (SQLite checkpoints its WAL).
+    runner.shutdown().await;
     store.close().await;
     tracing::info!("taskd stopped");
     Ok(())

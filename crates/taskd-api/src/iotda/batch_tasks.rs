@@ -57,14 +57,14 @@ struct BatchTargetsBody {
 
 /// JSON syntax errors are "invalid request format" (000008); JSON of the wrong shape
 /// (a number where a string belongs) is "invalid input" (000006).
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IotdaError> {
+pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IotdaError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => IotdaError::InvalidInput(e.to_string()),
         _ => IotdaError::MalformedBody(e.to_string()),
     })
 }
 
-fn invalid(msg: impl Into<String>) -> IotdaError {
+pub(super) fn invalid(msg: impl Into<String>) -> IotdaError {
     IotdaError::InvalidInput(msg.into())
 }
 
@@ -307,7 +307,7 @@ pub async fn create(
 }
 
 /// `limit`, `marker` and `offset`, shared by list and show.
-fn page_request(query: &Query) -> Result<PageRequest, IotdaError> {
+pub(super) fn page_request(query: &Query) -> Result<PageRequest, IotdaError> {
     let int = |name: &str,
                range: std::ops::RangeInclusive<i64>,
                default: i64|
@@ -343,7 +343,7 @@ fn page_request(query: &Query) -> Result<PageRequest, IotdaError> {
     })
 }
 
-fn parse_query(raw: Option<&str>) -> Result<Query, IotdaError> {
+pub(super) fn parse_query(raw: Option<&str>) -> Result<Query, IotdaError> {
     Query::parse(raw).map_err(|e| invalid(e.to_string()))
 }
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use taskd_engine::EngineError;
-use taskd_store::StoreError;
+use taskd_store::{RegistryRefusal, StoreError};
 
 use crate::auth::AuthError;
 
@@ -31,6 +31,9 @@ pub enum IotdaError {
     /// 400 IOTDA.000009: a time field is not `yyyyMMdd'T'HHmmss'Z'` or not a real date.
     #[error("Invalid time format. {0}")]
     InvalidTime(String),
+    /// 400 IOTDA.000010: a listing's start time is after its end time.
+    #[error("Invalid input. The start time must be earlier than the end time.")]
+    TimeRange,
     /// 404 IOTDA.014200.
     #[error("The batch task does not exist.")]
     TaskNotFound,
@@ -61,6 +64,10 @@ pub enum IotdaError {
     /// 400 IOTDA.014606.
     #[error("The file has no header row or no data rows.")]
     FileEmpty,
+    /// The device registry refused (device or group not found, exists, frozen, limits);
+    /// the code is the refusal's, the status is decided below.
+    #[error("{0}")]
+    Registry(#[from] RegistryRefusal),
     /// 500: the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -70,6 +77,7 @@ impl IotdaError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         use IotdaError::*;
         match self {
+            Registry(r) => (registry_status(*r), r.error_code()),
             Auth(AuthError::BodyTooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "IOTDA.000006"),
             Auth(AuthError::BodyUnreadable) => (StatusCode::BAD_REQUEST, "IOTDA.000008"),
             Auth(AuthError::Store(_)) | Internal(_) => {
@@ -80,6 +88,7 @@ impl IotdaError {
             InvalidInput(_) => (StatusCode::BAD_REQUEST, "IOTDA.000006"),
             MalformedBody(_) => (StatusCode::BAD_REQUEST, "IOTDA.000008"),
             InvalidTime(_) => (StatusCode::BAD_REQUEST, "IOTDA.000009"),
+            TimeRange => (StatusCode::BAD_REQUEST, "IOTDA.000010"),
             TaskNotFound => (StatusCode::NOT_FOUND, "IOTDA.014200"),
             TaskStatusForbids { .. } => (StatusCode::FORBIDDEN, "IOTDA.014221"),
             FileNotFound => (StatusCode::NOT_FOUND, "IOTDA.014600"),
@@ -90,6 +99,21 @@ impl IotdaError {
             FileName(_) => (StatusCode::BAD_REQUEST, "IOTDA.014605"),
             FileEmpty => (StatusCode::BAD_REQUEST, "IOTDA.014606"),
         }
+    }
+}
+
+/// The HTTP status of each registry refusal (its code is `RegistryRefusal::error_code`):
+/// what doesn't exist is 404, what the state or a limit forbids is 403, what the request
+/// itself gets wrong is 400 (Huawei answers a duplicate device with 400 IOTDA.014031).
+fn registry_status(r: RegistryRefusal) -> StatusCode {
+    use RegistryRefusal::*;
+    match r {
+        DeviceNotFound | GroupNotFound | SuperGroupNotFound => StatusCode::NOT_FOUND,
+        DeviceExists | GatewayNotFound | GatewayTooDeep | GroupNameExists | GroupTooDeep => {
+            StatusCode::BAD_REQUEST
+        }
+        HasSubDevices | SubDeviceFreeze | AlreadyFrozen | NotFrozen | GroupLimit
+        | GroupsPerDevice | GroupFull | GroupHasChildren => StatusCode::FORBIDDEN,
     }
 }
 

@@ -1,11 +1,16 @@
-//! The IoTDA batch-task dialect (`IoTDAClient` of `huaweicloudsdkiotda`).
+//! The IoTDA dialect (`IoTDAClient` of `huaweicloudsdkiotda`): batch tasks and the device
+//! registry they act on.
 //!
 //! * `batch_tasks`: create, list, show, delete, retry, stop, confirm.
 //! * `files`: upload, list and delete batch-task files (xlsx/xls).
+//! * `devices`: add, show, list, update, delete, freeze, unfreeze.
+//! * `device_groups`: add, show, list, delete static groups; add and remove members.
 //! * `wire`: IoTDA's status words and JSON shapes; `validate`: its patterns and limits;
 //!   `error`: its envelope. Nothing here stores task data of its own.
 
 mod batch_tasks;
+mod device_groups;
+mod devices;
 pub mod error;
 mod files;
 pub mod validate;
@@ -51,6 +56,36 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/v5/iot/{project_id}/batchtask-files/{file_id}",
             delete(files::delete),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices",
+            post(devices::add).get(devices::list),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}",
+            get(devices::show)
+                .put(devices::update)
+                .delete(devices::delete),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/freeze",
+            post(devices::freeze),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/unfreeze",
+            post(devices::unfreeze),
+        )
+        .route(
+            "/v5/iot/{project_id}/device-group",
+            post(device_groups::add).get(device_groups::list),
+        )
+        .route(
+            "/v5/iot/{project_id}/device-group/{group_id}",
+            get(device_groups::show).delete(device_groups::delete),
+        )
+        .route(
+            "/v5/iot/{project_id}/device-group/{group_id}/action",
+            post(device_groups::action),
         )
         .route_layer(middleware::from_fn_with_state(
             state,

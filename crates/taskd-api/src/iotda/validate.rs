@@ -1,5 +1,9 @@
 //! IoTDA's field rules (patterns and limits from Huawei's OpenAPI definitions and docs).
-//! Patterns are checked by hand: each is one character class and a length range.
+//! Patterns are checked by hand: each is one character class and a length range. The
+//! device registry's field rules live in `taskd_core::device` (the engine checks task-file
+//! rows by them too); the device helpers here call them.
+
+use taskd_core::device;
 
 /// Every task type any IoTDA source names: the SDK docstring, the OpenAPI pattern and the
 /// newest docs (`changeGateway`). Where they disagree the union is accepted.
@@ -117,6 +121,34 @@ pub fn takes_document_source(kind: &str) -> bool {
             | "updateDeviceShadows"
     )
 }
+
+/// `^[a-zA-Z0-9_-]{1,64}$`: node ids.
+pub fn is_node_id(s: &str) -> bool {
+    device::is_word_id(s, device::MAX_NODE_ID_CHARS)
+}
+
+/// `^[a-zA-Z0-9_-]{1,36}$`: product ids.
+pub fn is_product_id(s: &str) -> bool {
+    device::is_word_id(s, device::MAX_PRODUCT_ID_CHARS)
+}
+
+/// Device names: 1-256 Chinese characters, letters, digits and `_?'#().,&%@!-`.
+pub fn is_device_name(s: &str) -> bool {
+    device::is_device_text(s, device::MAX_DEVICE_NAME_CHARS)
+}
+
+/// Group names: 1-64 Chinese characters, letters, digits, spaces and `_?'#().,&%@!-`.
+pub fn is_group_name(s: &str) -> bool {
+    device::is_group_text(s, device::MAX_GROUP_NAME_CHARS)
+}
+
+/// At most 36 hexadecimal characters and `-`.
+pub fn is_group_id(s: &str) -> bool {
+    device::is_group_id(s)
+}
+
+/// `auth_info.timeout`: seconds, 0 (never expire) to 2^31 - 1.
+pub const DEVICE_TIMEOUT: std::ops::RangeInclusive<i64> = 0..=2_147_483_647;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use taskd_core::{Progress, SubTask, SubTaskState, Task, TaskState};
+use taskd_core::{Device, DeviceGroup, Progress, SubTask, SubTaskState, Task, TaskState};
 
 use crate::wire_time::format_compact;
 
@@ -238,5 +238,156 @@ pub struct ListBatchTasksView {
 pub struct ShowBatchTaskView {
     pub batchtask: TaskView,
     pub task_details: Vec<TaskDetailView>,
+    pub page: PageView,
+}
+
+// ---- the device registry ------------------------------------------------------------------
+
+/// IoTDA's node type: `GATEWAY` for a directly connected device, `ENDPOINT` for a
+/// sub-device.
+pub fn node_type_word(d: &Device) -> &'static str {
+    if d.is_direct() { "GATEWAY" } else { "ENDPOINT" }
+}
+
+/// `auth_info` of a device response. The secret appears only in the AddDevice response
+/// (where the caller learns a generated one); shown, updated and listed devices never
+/// carry it.
+#[derive(Serialize)]
+pub struct AuthInfoView {
+    pub auth_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    pub secure_access: bool,
+    pub timeout: u32,
+}
+
+/// A device as AddDevice, ShowDevice and UpdateDevice answer it, fields in the SDK's
+/// order (`ShowDeviceResponse`). Fields taskd has no data for (versions, product name,
+/// connection times, tags, modules) are left out: the SDK reads them as `None`.
+#[derive(Serialize)]
+pub struct DeviceView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    pub device_id: String,
+    pub node_id: String,
+    pub gateway_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    pub node_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub auth_info: AuthInfoView,
+    pub product_id: String,
+    pub status: &'static str,
+    pub create_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension_info: Option<Box<RawValue>>,
+}
+
+impl DeviceView {
+    /// The device without its secret.
+    pub fn of(d: &Device) -> Self {
+        DeviceView {
+            app_id: d.app_id.clone(),
+            device_id: d.device_id.clone(),
+            node_id: d.node_id.clone(),
+            gateway_id: d.gateway_id.clone(),
+            device_name: d.device_name.clone(),
+            node_type: node_type_word(d),
+            description: d.description.clone(),
+            auth_info: AuthInfoView {
+                auth_type: d.auth_type.as_str(),
+                secret: None,
+                fingerprint: d.fingerprint.clone(),
+                secure_access: d.secure_access,
+                timeout: d.timeout,
+            },
+            product_id: d.product_id.clone(),
+            status: d.status.as_str(),
+            create_time: format_compact(d.created_at),
+            extension_info: raw(&d.extension_info_json),
+        }
+    }
+
+    /// The AddDevice response: the device with its secret.
+    pub fn created(d: &Device) -> Self {
+        let mut view = DeviceView::of(d);
+        view.auth_info.secret = d.secret.clone();
+        view
+    }
+}
+
+/// A device in ListDevices (`QueryDeviceSimplify`).
+#[derive(Serialize)]
+pub struct DeviceSummaryView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    pub device_id: String,
+    pub node_id: String,
+    pub gateway_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    pub node_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub product_id: String,
+    pub status: &'static str,
+}
+
+impl From<&Device> for DeviceSummaryView {
+    fn from(d: &Device) -> Self {
+        DeviceSummaryView {
+            app_id: d.app_id.clone(),
+            device_id: d.device_id.clone(),
+            node_id: d.node_id.clone(),
+            gateway_id: d.gateway_id.clone(),
+            device_name: d.device_name.clone(),
+            node_type: node_type_word(d),
+            description: d.description.clone(),
+            product_id: d.product_id.clone(),
+            status: d.status.as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ListDevicesView {
+    pub devices: Vec<DeviceSummaryView>,
+    pub page: PageView,
+}
+
+/// The only group type taskd keeps.
+pub const STATIC_GROUP: &str = "STATIC";
+pub const DYNAMIC_GROUP: &str = "DYNAMIC";
+
+/// A device group (AddDeviceGroup, ShowDeviceGroup, and the ListDeviceGroups items).
+#[derive(Serialize)]
+pub struct DeviceGroupView {
+    pub group_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub super_group_id: Option<String>,
+    pub group_type: &'static str,
+}
+
+impl From<&DeviceGroup> for DeviceGroupView {
+    fn from(g: &DeviceGroup) -> Self {
+        DeviceGroupView {
+            group_id: g.group_id.clone(),
+            name: g.name.clone(),
+            description: g.description.clone(),
+            super_group_id: g.super_group_id.clone(),
+            group_type: STATIC_GROUP,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ListDeviceGroupsView {
+    pub device_groups: Vec<DeviceGroupView>,
     pub page: PageView,
 }

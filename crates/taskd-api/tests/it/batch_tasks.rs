@@ -532,6 +532,18 @@ async fn stop_confirm_retry_and_delete_follow_the_state_rules() {
     let r = app.call(Call::new("POST", &op("confirm"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let show = app.call(Call::new("GET", &task_path(&id))).await;
+    assert_eq!(
+        show.body["batchtask"]["status"], "Waitting",
+        "confirmed, not yet claimed"
+    );
+    let claimed = app
+        .call(
+            Call::new("POST", &format!("/taskd/v1/{P1}/claims"))
+                .json(json!({"worker_id": "w", "task_types": ["firmwareUpgrade"], "max": 10})),
+        )
+        .await;
+    assert_eq!(claimed.body["sub_tasks"].as_array().unwrap().len(), 2);
+    let show = app.call(Call::new("GET", &task_path(&id))).await;
     assert_eq!(show.body["batchtask"]["status"], "Processing");
     assert_eq!(show.body["batchtask"]["task_progress"]["processing"], 2);
     assert_eq!(show.body["batchtask"]["task_progress"]["stopped"], 1);

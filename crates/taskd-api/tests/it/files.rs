@@ -168,3 +168,89 @@ async fn at_most_ten_files_are_kept_per_scope() {
         (StatusCode::FORBIDDEN, "IOTDA.014601")
     );
 }
+
+/// createDevices, freezeDevices and deleteDevices run on taskd's own executor: each row or
+/// target applies its registry effect once, and a refused one fails alone with its code.
+#[tokio::test]
+async fn registry_tasks_act_on_the_registry() {
+    let app = TestApp::new().await;
+    let show_task = |id: String| {
+        let app = &app;
+        async move {
+            app.call(Call::new("GET", &format!("{}/{id}", batchtasks())))
+                .await
+                .body
+        }
+    };
+    let device = |id: &str| format!("/v5/iot/{P1}/devices/{id}");
+    // A device the file names again: its row fails, the others go on.
+    let r = app
+        .call(
+            Call::new("POST", &format!("/v5/iot/{P1}/devices"))
+                .json(json!({"product_id": "product", "node_id": "node1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = upload(
+        &app,
+        "devices.xlsx",
+        &xlsx(&["node_id", "product_id", "description"], 3),
+    )
+    .await;
+    let file_id = r.body["file_id"].as_str().unwrap().to_string();
+    let t = app
+        .call(Call::new("POST", &batchtasks()).json(
+            json!({"task_name": "reg", "task_type": "createDevices", "document_source": file_id}),
+        ))
+        .await;
+    let id = t.body["task_id"].as_str().unwrap().to_string();
+
+    assert_eq!(app.engine.run_registry_batch("test", 100).await.unwrap(), 3);
+    assert_eq!(
+        app.engine.run_registry_batch("test", 100).await.unwrap(),
+        0,
+        "each once"
+    );
+    let shown = show_task(id.clone()).await;
+    assert_eq!(shown["batchtask"]["status"], "PartialSuccess", "{shown}");
+    let details = shown["task_details"].as_array().unwrap();
+    let by_target = |t: &str| details.iter().find(|d| d["target"] == t).unwrap().clone();
+    assert_eq!(by_target("node0")["status"], "Success");
+    assert_eq!(by_target("node2")["status"], "Success");
+    assert_eq!(by_target("node1")["status"], "Fail");
+    assert!(
+        by_target("node1")["error"]["error_code"]
+            .as_str()
+            .unwrap()
+            .starts_with("IOTDA."),
+        "{}",
+        by_target("node1")
+    );
+    let d0 = app.call(Call::new("GET", &device("product_node0"))).await;
+    assert_eq!(d0.status, StatusCode::OK, "{}", d0.body);
+    assert_eq!(d0.body["description"], "7");
+
+    // Freeze two devices, one of which doesn't exist.
+    let t = app
+        .call(Call::new("POST", &batchtasks()).json(json!({
+            "task_name": "fz", "task_type": "freezeDevices", "targets": ["product_node0", "ghost"]
+        })))
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+    let fz = t.body["task_id"].as_str().unwrap().to_string();
+    assert_eq!(app.engine.run_registry_batch("test", 100).await.unwrap(), 2);
+    assert_eq!(show_task(fz).await["batchtask"]["status"], "PartialSuccess");
+    let d0 = app.call(Call::new("GET", &device("product_node0"))).await;
+    assert_eq!(d0.body["status"], "FROZEN");
+
+    let t = app
+        .call(Call::new("POST", &batchtasks()).json(json!({
+            "task_name": "del", "task_type": "deleteDevices", "targets": ["product_node0", "product_node2"]
+        })))
+        .await;
+    let del = t.body["task_id"].as_str().unwrap().to_string();
+    assert_eq!(app.engine.run_registry_batch("test", 100).await.unwrap(), 2);
+    assert_eq!(show_task(del).await["batchtask"]["status"], "Success");
+    let gone = app.call(Call::new("GET", &device("product_node0"))).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}

@@ -5,4 +5,6 @@ mod support;
 
 mod auth;
 mod batch_tasks;
+mod devices;
 mod files;
+mod worker;

@@ -24,6 +24,8 @@ pub const START: Timestamp = Timestamp::from_unix_secs(1_767_225_600);
 pub struct TestApp {
     pub router: Router,
     pub clock: ManualClock,
+    /// The app's engine: tests run its maintenance on the virtual clock.
+    pub engine: taskd_engine::Engine,
     _dir: tempfile::TempDir,
 }
 
@@ -101,10 +103,13 @@ impl TestApp {
                 .unwrap();
         }
         let clock = ManualClock::new(START);
-        let router = taskd_api::router(AppState::new(store, Arc::new(clock.clone()), config));
+        let state = AppState::new(store, Arc::new(clock.clone()), config);
+        let engine = state.engine.clone();
+        let router = taskd_api::router(state);
         TestApp {
             router,
             clock,
+            engine,
             _dir: dir,
         }
     }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use taskd_core::{ControlOp, Id, SubTaskState, TaskState};
 
-use super::{T0, applied, at, check, control, first_page, insert_with_targets, scope, sub_list};
+use super::{
+    T0, applied, at, check, claim_all, control, first_page, insert_held, insert_with_targets,
+    scope, sub_list,
+};
 use crate::{Store, TargetOutcome, TaskControlOutcome};
 
 use SubTaskState as S;
@@ -90,12 +93,20 @@ pub async fn control_stop_initializing_task(store: Arc<dyn Store>) {
 pub async fn control_confirm_whole_task(store: Arc<dyn Store>) {
     let store = &*store;
     let s = scope("p1", "");
-    let t = insert_with_targets(store, &s, "t", &["a", "b"], T0).await;
+    let t = insert_held(store, &s, "t", &["a", "b"], T0).await;
+    assert!(
+        claim_all(store, "p1", at(1)).await.is_empty(),
+        "nothing runs before the confirm"
+    );
     let (task, targets) = applied(control(store, &s, t.id, ControlOp::Confirm, None, at(1)).await);
     assert!(targets.is_empty());
-    assert_eq!(task.state, TaskState::Processing);
-    assert_eq!(task.progress.processing, 2);
+    // Released, not yet running: the sub-tasks wait for an executor.
+    assert_eq!(task.state, TaskState::Waiting);
+    assert_eq!(task.progress.waiting, 2);
     assert_eq!(check(store, &s, t.id).await, task);
+    assert_eq!(claim_all(store, "p1", at(2)).await.len(), 2);
+    let task = check(store, &s, t.id).await;
+    assert_eq!(task.state, TaskState::Processing);
     assert_eq!(
         states(store, &s, t.id).await,
         expect_states(&[("a", S::Processing), ("b", S::Processing)])
@@ -126,7 +137,7 @@ pub async fn control_confirm_whole_task(store: Arc<dyn Store>) {
 pub async fn control_per_target(store: Arc<dyn Store>) {
     let store = &*store;
     let s = scope("p1", "i1");
-    let t = insert_with_targets(store, &s, "t", &["a", "b", "c", "d"], T0).await;
+    let t = insert_held(store, &s, "t", &["a", "b", "c", "d"], T0).await;
     let (sr, task_id) = (&s, t.id);
     let run = |op, targets: &'static [&'static str], now| async move {
         {
@@ -143,19 +154,32 @@ pub async fn control_per_target(store: Arc<dyn Store>) {
         targets,
         outcomes(&[("a", Applied), ("a", Applied), ("zz", NotInTask)])
     );
+    assert_eq!(task.state, TaskState::Waiting);
+    assert_eq!(task.updated_at, at(1));
+    let claimed = claim_all(store, "p1", at(1)).await;
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| c.target.as_str())
+            .collect::<Vec<_>>(),
+        ["a"],
+        "only the confirmed target runs"
+    );
+    let task = check(store, &s, t.id).await;
     assert_eq!(
         task.state,
         TaskState::Processing,
-        "a confirmed target starts the task"
+        "a running target makes the task processing"
     );
     assert_eq!((task.progress.processing, task.progress.waiting), (1, 3));
-    assert_eq!(task.updated_at, at(1));
 
-    let (task, targets) = run(ControlOp::Confirm, &["a", "b"], at(2)).await;
+    let (_, targets) = run(ControlOp::Confirm, &["a", "b"], at(2)).await;
     assert_eq!(
         targets,
         outcomes(&[("a", StateRefused(S::Processing)), ("b", Applied)])
     );
+    assert_eq!(claim_all(store, "p1", at(2)).await.len(), 1);
+    let task = check(store, &s, t.id).await;
     assert_eq!(task.progress.processing, 2);
 
     let (_, targets) = run(ControlOp::Stop, &["b", "c"], at(3)).await;
@@ -345,7 +369,8 @@ pub async fn control_concurrent_calls_keep_counters(store: Arc<dyn Store>) {
                 stops += 1;
             }
             TaskControlOutcome::Applied { task, .. } => {
-                assert_eq!(task.state, TaskState::Processing);
+                // A confirm releases; nothing runs until an executor claims.
+                assert_eq!(task.state, TaskState::Waiting);
             }
             TaskControlOutcome::TaskStateRefused(TaskState::Stopped) => {}
             other => panic!("unexpected {other:?}"),

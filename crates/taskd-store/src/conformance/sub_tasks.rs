@@ -5,8 +5,8 @@ use std::sync::Arc;
 use taskd_core::{ControlOp, Id, SubTaskState};
 
 use super::{
-    T0, applied, at, check, control, first_page, insert_with_targets, page, scope, sub_ids,
-    sub_list,
+    T0, applied, at, check, claim_all, control, first_page, insert_held, insert_with_targets, page,
+    scope, sub_ids, sub_list,
 };
 use crate::Store;
 
@@ -15,7 +15,7 @@ pub async fn sub_task_list_paging_and_filters(store: Arc<dyn Store>) {
     let s = scope("p1", "i1");
     let targets: Vec<String> = (0..10).map(|i| format!("t{i:02}")).collect();
     let target_refs: Vec<&str> = targets.iter().map(String::as_str).collect();
-    let t = insert_with_targets(store, &s, "t", &target_refs, T0).await;
+    let t = insert_held(store, &s, "t", &target_refs, T0).await;
     applied(
         control(
             store,
@@ -27,6 +27,7 @@ pub async fn sub_task_list_paging_and_filters(store: Arc<dyn Store>) {
         )
         .await,
     );
+    assert_eq!(claim_all(store, "p1", at(1)).await.len(), 2);
     applied(control(store, &s, t.id, ControlOp::Stop, Some(&["t05"]), at(2)).await);
     let t = check(store, &s, t.id).await;
 

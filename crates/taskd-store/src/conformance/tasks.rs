@@ -7,9 +7,9 @@ use taskd_core::{
 };
 
 use super::{
-    T0, applied, assert_list_consistent, assert_task_consistent, at, check, control, first_page,
-    ids, insert, insert_with_targets, list, new_task, numbered_sub_tasks, page, scope, sub_ids,
-    sub_list, sub_tasks_for, target_name,
+    T0, applied, assert_list_consistent, assert_task_consistent, at, check, claim, claim_all,
+    control, first_page, ids, insert, insert_held, insert_with_targets, list, new_task,
+    numbered_sub_tasks, page, scope, sub_ids, sub_list, sub_tasks_for, target_name,
 };
 use crate::{Store, TaskDeleteOutcome, TaskFilter, TaskInsertParams};
 
@@ -308,6 +308,8 @@ pub async fn task_list_filters_and_counts(store: Arc<dyn Store>) {
                 } else {
                     vec![]
                 };
+                // Some wait for a confirm: they stay Waiting below.
+                t.need_confirm = with_targets && n % 3 == 2;
                 let task = insert(store, t, subs, at(n)).await;
                 // Every third task with targets is stopped, for a third state.
                 if with_targets && n % 3 == 0 {
@@ -315,11 +317,10 @@ pub async fn task_list_filters_and_counts(store: Arc<dyn Store>) {
                         applied(control(store, &s, task.id, ControlOp::Stop, None, at(n)).await);
                     assert_eq!(done.state, TaskState::Stopped);
                 }
-                // And some are confirmed: a fourth.
+                // And some run: a fourth.
                 if with_targets && n % 3 == 1 {
-                    let (done, _) =
-                        applied(control(store, &s, task.id, ControlOp::Confirm, None, at(n)).await);
-                    assert_eq!(done.state, TaskState::Processing);
+                    let running = claim(store, "p1", kind, 500, at(n)).await;
+                    assert_eq!(running.len(), 2, "only this task's sub-tasks are claimable");
                 }
                 n += 1;
             }
@@ -413,7 +414,7 @@ pub async fn task_list_scope_isolation(store: Arc<dyn Store>) {
 pub async fn task_delete_finished_only(store: Arc<dyn Store>) {
     let store = &*store;
     let s = scope("p1", "");
-    let keep = insert_with_targets(store, &s, "keep", &["a", "b"], at(0)).await;
+    let keep = insert_held(store, &s, "keep", &["a", "b"], at(0)).await;
     let t = insert_with_targets(store, &s, "t", &["a", "b", "c"], at(1)).await;
     let init = insert_with_targets(store, &s, "init", &[], at(2)).await;
 
@@ -425,7 +426,7 @@ pub async fn task_delete_finished_only(store: Arc<dyn Store>) {
         store.task_delete(&s, init.id).await.unwrap(),
         TaskDeleteOutcome::NotFinished(TaskState::Initializing)
     );
-    applied(control(store, &s, t.id, ControlOp::Confirm, Some(&["a"]), at(3)).await);
+    assert_eq!(claim_all(store, "p1", at(3)).await.len(), 3);
     assert_eq!(
         store.task_delete(&s, t.id).await.unwrap(),
         TaskDeleteOutcome::NotFinished(TaskState::Processing)

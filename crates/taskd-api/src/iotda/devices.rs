@@ -1,0 +1,304 @@
+//! Devices: `/v5/iot/{project_id}/devices[/{device_id}[/freeze|/unfreeze]]`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use taskd_core::device::{
+    MAX_APP_ID_CHARS, MAX_DEVICE_ID_CHARS, check_device_update, check_new_device,
+    default_device_id, is_word_id,
+};
+use taskd_core::{AuthType, DeviceUpdate, NewDevice, TaskScope};
+use taskd_store::{DeviceFilter, DeviceListParams, GatewayFilter, RegistryRefusal};
+
+use super::IotdaScope;
+use super::batch_tasks::{invalid, page_request, parse_json, parse_query};
+use super::error::IotdaError;
+use super::validate as v;
+use super::wire::{DeviceSummaryView, DeviceView, ListDevicesView, PageView};
+use crate::AppState;
+use crate::wire_time::parse_compact;
+
+#[derive(Deserialize)]
+struct AuthInfoBody {
+    auth_type: Option<String>,
+    secret: Option<String>,
+    fingerprint: Option<String>,
+    secure_access: Option<bool>,
+    timeout: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct AddDeviceBody {
+    device_id: Option<String>,
+    node_id: Option<String>,
+    device_name: Option<String>,
+    product_id: Option<String>,
+    auth_info: Option<AuthInfoBody>,
+    description: Option<String>,
+    gateway_id: Option<String>,
+    app_id: Option<String>,
+    extension_info: Option<serde_json::Value>,
+    /// Initial shadow: taskd keeps no shadows; accepted and not kept (docs/iotda.md).
+    #[allow(dead_code)]
+    shadow: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct UpdateAuthInfoBody {
+    secure_access: Option<bool>,
+    timeout: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct UpdateDeviceBody {
+    device_name: Option<String>,
+    description: Option<String>,
+    extension_info: Option<serde_json::Value>,
+    auth_info: Option<UpdateAuthInfoBody>,
+}
+
+fn required_body(body: &Bytes) -> Result<(), IotdaError> {
+    if body.is_empty() {
+        return Err(IotdaError::MalformedBody("A JSON body is required.".into()));
+    }
+    Ok(())
+}
+
+/// `extension_info` must be a JSON object; kept as its text.
+fn extension_info(value: Option<serde_json::Value>) -> Result<Option<String>, IotdaError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v.to_string())),
+        Some(_) => Err(invalid("extension_info must be a JSON object.")),
+    }
+}
+
+fn timeout(t: Option<i64>) -> Result<Option<u32>, IotdaError> {
+    match t {
+        None => Ok(None),
+        Some(t) if v::DEVICE_TIMEOUT.contains(&t) => Ok(Some(t as u32)),
+        Some(_) => Err(invalid(
+            "auth_info.timeout must be an integer in 0-2147483647 (seconds).",
+        )),
+    }
+}
+
+/// A device id from the path: malformed is a 400; well-formed and unknown a 404 (later).
+fn path_device_id(raw: &str) -> Result<&str, IotdaError> {
+    if !is_word_id(raw, MAX_DEVICE_ID_CHARS) {
+        return Err(invalid(format!(
+            "device_id must be 1-{MAX_DEVICE_ID_CHARS} letters, digits, '_' or '-'."
+        )));
+    }
+    Ok(raw)
+}
+
+/// Validates an AddDevice body against every IoTDA rule; nothing is written unless this
+/// succeeds. Without a secret, a SECRET device gets a generated one (shown once, in the
+/// response).
+fn new_device(scope: TaskScope, body: AddDeviceBody) -> Result<NewDevice, IotdaError> {
+    let node_id = body
+        .node_id
+        .ok_or_else(|| invalid("node_id is required."))?;
+    let product_id = body
+        .product_id
+        .ok_or_else(|| invalid("product_id is required."))?;
+    let auth = body.auth_info;
+    let auth_type = match auth.as_ref().and_then(|a| a.auth_type.as_deref()) {
+        None => AuthType::Secret,
+        Some(t) => AuthType::parse(t)
+            .ok_or_else(|| invalid("auth_info.auth_type must be SECRET or CERTIFICATES."))?,
+    };
+    let given_secret = auth.as_ref().and_then(|a| a.secret.clone());
+    let secret = match (auth_type, given_secret) {
+        (AuthType::Secret, None) => Some(uuid::Uuid::new_v4().simple().to_string()),
+        (_, s) => s,
+    };
+    let device = NewDevice {
+        device_id: body
+            .device_id
+            .unwrap_or_else(|| default_device_id(&product_id, &node_id)),
+        scope,
+        node_id,
+        product_id,
+        device_name: body.device_name,
+        description: body.description,
+        gateway_id: body.gateway_id,
+        app_id: body.app_id,
+        auth_type,
+        secret,
+        fingerprint: auth.as_ref().and_then(|a| a.fingerprint.clone()),
+        secure_access: auth.as_ref().and_then(|a| a.secure_access).unwrap_or(false),
+        timeout: timeout(auth.as_ref().and_then(|a| a.timeout))?.unwrap_or(0),
+        extension_info_json: extension_info(body.extension_info)?,
+    };
+    check_new_device(&device).map_err(invalid)?;
+    Ok(device)
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    body: Bytes,
+) -> Result<Response, IotdaError> {
+    required_body(&body)?;
+    let device = new_device(scope, parse_json(&body)?)?;
+    let device = state
+        .store
+        .device_insert(device, state.clock.now())
+        .await??;
+    Ok((StatusCode::CREATED, Json(DeviceView::created(&device))).into_response())
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_id)): Path<(String, String)>,
+) -> Result<Response, IotdaError> {
+    let device_id = path_device_id(&raw_id)?;
+    let device = state
+        .store
+        .device_get(&scope, device_id)
+        .await?
+        .ok_or(RegistryRefusal::DeviceNotFound)?;
+    Ok(Json(DeviceView::of(&device)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, IotdaError> {
+    let query = parse_query(raw.as_deref())?;
+    let page = page_request(&query)?;
+    let word = |name: &str, max: usize| -> Result<Option<String>, IotdaError> {
+        match query.get(name) {
+            None => Ok(None),
+            Some(s) if is_word_id(s, max) => Ok(Some(s.to_string())),
+            Some(_) => Err(invalid(format!(
+                "{name} must be 1-{max} letters, digits, '_' or '-'."
+            ))),
+        }
+    };
+    let mut filter = DeviceFilter {
+        product_id: word("product_id", 36)?,
+        node_id: word("node_id", 64)?,
+        app_id: word("app_id", MAX_APP_ID_CHARS)?,
+        ..DeviceFilter::default()
+    };
+    if let Some(name) = query.get("device_name") {
+        if !v::is_device_name(name) {
+            return Err(invalid(
+                "device_name must be 1-256 Chinese characters, letters, digits or _?'#().,&%@!-.",
+            ));
+        }
+        filter.device_name = Some(name.to_string());
+    }
+    let cascade = match query.get("is_cascade_query") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(invalid("is_cascade_query must be true or false.")),
+    };
+    // Only with gateway_id (as IoTDA: "effective only together with gateway_id").
+    filter.gateway = word("gateway_id", MAX_DEVICE_ID_CHARS)?.map(|gateway_id| GatewayFilter {
+        gateway_id,
+        cascade,
+    });
+    let time = |name: &str| match query.get(name) {
+        None => Ok(None),
+        Some(s) => parse_compact(s).map(Some).ok_or_else(|| {
+            IotdaError::InvalidTime(format!("{name} {s} is not a time in yyyyMMdd'T'HHmmss'Z'."))
+        }),
+    };
+    filter.created_from = time("start_time")?;
+    // The end second is included whole.
+    filter.created_to = time("end_time")?.map(|t| t.plus_millis(999));
+    if let (Some(from), Some(to)) = (filter.created_from, filter.created_to)
+        && from > to
+    {
+        return Err(IotdaError::TimeRange);
+    }
+    let result = state
+        .store
+        .device_list(&DeviceListParams {
+            scope,
+            filter,
+            page,
+        })
+        .await?;
+    let marker = result.items.last().map(|d| d.id.to_string());
+    Ok(Json(ListDevicesView {
+        devices: result.items.iter().map(DeviceSummaryView::from).collect(),
+        page: PageView {
+            count: result.count,
+            marker,
+        },
+    })
+    .into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, IotdaError> {
+    let device_id = path_device_id(&raw_id)?;
+    required_body(&body)?;
+    let body: UpdateDeviceBody = parse_json(&body)?;
+    let update = DeviceUpdate {
+        device_name: body.device_name,
+        description: body.description,
+        extension_info_json: extension_info(body.extension_info)?,
+        secure_access: body.auth_info.as_ref().and_then(|a| a.secure_access),
+        timeout: timeout(body.auth_info.as_ref().and_then(|a| a.timeout))?,
+    };
+    check_device_update(&update).map_err(invalid)?;
+    let device = state
+        .store
+        .device_update(&scope, device_id, update, state.clock.now())
+        .await??;
+    Ok(Json(DeviceView::of(&device)).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_id)): Path<(String, String)>,
+) -> Result<Response, IotdaError> {
+    let device_id = path_device_id(&raw_id)?;
+    state
+        .store
+        .device_delete(&scope, device_id, state.clock.now())
+        .await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn freeze(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_id)): Path<(String, String)>,
+) -> Result<Response, IotdaError> {
+    let device_id = path_device_id(&raw_id)?;
+    state
+        .store
+        .device_freeze(&scope, device_id, state.clock.now())
+        .await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn unfreeze(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_id)): Path<(String, String)>,
+) -> Result<Response, IotdaError> {
+    let device_id = path_device_id(&raw_id)?;
+    state
+        .store
+        .device_unfreeze(&scope, device_id, state.clock.now())
+        .await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

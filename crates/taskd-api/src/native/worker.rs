@@ -1,0 +1,272 @@
+//! The worker protocol: claim, heartbeat, results. Shapes and limits are those of
+//! `docs/worker-protocol.md`; everything is validated before the engine is called.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use taskd_core::Id;
+use taskd_engine::ClaimRequest;
+use taskd_store::{ClaimedSubTask, ReportOutcome, RunOutcome, RunResult};
+
+use super::{NativeError, NativeProject};
+use crate::AppState;
+use crate::wire_time::format_iso_millis;
+
+const MAX_CLAIM: u32 = 500;
+const MAX_TASK_TYPES: usize = 20;
+const MAX_RESULTS: usize = 500;
+const LEASE_SECONDS: std::ops::RangeInclusive<u64> = 5..=3600;
+const MAX_WAIT_SECONDS: u64 = 60;
+const MAX_OUTPUT: usize = 4096;
+const MAX_ERROR_CODE: usize = 64;
+const MAX_ERROR_MSG: usize = 1024;
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, NativeError> {
+    serde_json::from_slice(body).map_err(|e| NativeError::MalformedBody(e.to_string()))
+}
+
+fn is_worker_id(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:/@-".contains(&b))
+}
+
+fn is_task_type(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn lease(seconds: Option<u64>) -> Result<Duration, NativeError> {
+    let s = seconds.unwrap_or(60);
+    if !LEASE_SECONDS.contains(&s) {
+        return Err(NativeError::InvalidInput(
+            "lease_seconds must be between 5 and 3600.".into(),
+        ));
+    }
+    Ok(Duration::from_secs(s))
+}
+
+/// The JSON value a stored document is, or its text when it isn't JSON (never the case
+/// for documents taskd stored itself).
+fn json_value(text: Option<&str>) -> Value {
+    match text {
+        None => Value::Null,
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_owned())),
+    }
+}
+
+pub fn claimed_json(c: &ClaimedSubTask) -> Value {
+    json!({
+        "sub_task_id": c.id.to_string(),
+        "attempt": c.attempt,
+        "task_id": c.task.id.to_string(),
+        "task_type": c.task.kind,
+        "task_name": c.task.name,
+        "project_id": c.task.scope.project_id,
+        "instance_id": c.task.scope.instance_id,
+        "app_id": c.task.app_id,
+        "target": c.target,
+        "document": json_value(c.task.document_json.as_deref()),
+        "input": json_value(c.input_json.as_deref()),
+        "lease_expires_at": format_iso_millis(c.lease_until),
+    })
+}
+
+#[derive(Deserialize)]
+struct ClaimBody {
+    worker_id: String,
+    task_types: Vec<String>,
+    max: Option<u32>,
+    lease_seconds: Option<u64>,
+    wait_seconds: Option<u64>,
+}
+
+pub async fn claim(
+    State(state): State<AppState>,
+    NativeProject(project_id): NativeProject,
+    body: Bytes,
+) -> Result<Json<Value>, NativeError> {
+    let b: ClaimBody = parse(&body)?;
+    if !is_worker_id(&b.worker_id) {
+        return Err(NativeError::InvalidInput(
+            "worker_id must be 1-128 letters, digits or _.:/@-".into(),
+        ));
+    }
+    if b.task_types.is_empty() || b.task_types.len() > MAX_TASK_TYPES {
+        return Err(NativeError::InvalidInput(format!(
+            "task_types must name 1-{MAX_TASK_TYPES} task types."
+        )));
+    }
+    if let Some(bad) = b.task_types.iter().find(|t| !is_task_type(t)) {
+        return Err(NativeError::InvalidInput(format!(
+            "task type {bad:?} must be 1-64 letters, digits or '_'."
+        )));
+    }
+    let max = b.max.unwrap_or(1);
+    if !(1..=MAX_CLAIM).contains(&max) {
+        return Err(NativeError::InvalidInput(format!(
+            "max must be between 1 and {MAX_CLAIM}."
+        )));
+    }
+    let lease = lease(b.lease_seconds)?;
+    let wait = b.wait_seconds.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(NativeError::InvalidInput(format!(
+            "wait_seconds must be between 0 and {MAX_WAIT_SECONDS}."
+        )));
+    }
+    let claimed = state
+        .engine
+        .claim(ClaimRequest {
+            worker_id: b.worker_id,
+            project_id: Some(project_id),
+            kinds: b.task_types,
+            max,
+            lease,
+            wait: Duration::from_secs(wait),
+        })
+        .await?;
+    let items: Vec<Value> = claimed.iter().map(claimed_json).collect();
+    Ok(Json(json!({ "sub_tasks": items })))
+}
+
+#[derive(Deserialize)]
+struct HeartbeatBody {
+    attempt: u32,
+    lease_seconds: Option<u64>,
+    progress: Option<u8>,
+}
+
+fn sub_task_id(s: &str) -> Result<Id, NativeError> {
+    Id::parse_exact(s).ok_or_else(|| {
+        NativeError::InvalidInput("sub_task_id must be 24 lowercase hexadecimal digits.".into())
+    })
+}
+
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    NativeProject(project_id): NativeProject,
+    Path((_, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, NativeError> {
+    let id_value = sub_task_id(&id)?;
+    let b: HeartbeatBody = parse(&body)?;
+    if b.progress.is_some_and(|p| p > 100) {
+        return Err(NativeError::InvalidInput(
+            "progress must be between 0 and 100.".into(),
+        ));
+    }
+    let lease = lease(b.lease_seconds)?;
+    match state
+        .engine
+        .heartbeat(Some(project_id), id_value, b.attempt, lease, b.progress)
+        .await?
+    {
+        Some(until) => Ok(Json(
+            json!({ "lease_expires_at": format_iso_millis(until) }),
+        )),
+        None => Err(NativeError::LeaseLost(id)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResultsBody {
+    results: Vec<ResultItem>,
+}
+
+#[derive(Deserialize)]
+struct ResultItem {
+    sub_task_id: String,
+    attempt: u32,
+    status: String,
+    output: Option<String>,
+    error_code: Option<String>,
+    error_msg: Option<String>,
+}
+
+fn run_result(item: ResultItem) -> Result<RunResult, NativeError> {
+    let sub_task_id = sub_task_id(&item.sub_task_id)?;
+    let outcome = match item.status.as_str() {
+        "succeeded" => {
+            if item
+                .output
+                .as_ref()
+                .is_some_and(|o| o.chars().count() > MAX_OUTPUT)
+            {
+                return Err(NativeError::InvalidInput(format!(
+                    "output is longer than {MAX_OUTPUT} characters."
+                )));
+            }
+            RunOutcome::Succeeded {
+                output: item.output,
+            }
+        }
+        "failed" => {
+            let code = item.error_code.unwrap_or_default();
+            if code.is_empty() || code.chars().count() > MAX_ERROR_CODE {
+                return Err(NativeError::InvalidInput(format!(
+                    "a failed result needs an error_code of 1-{MAX_ERROR_CODE} characters."
+                )));
+            }
+            let msg = item.error_msg.unwrap_or_default();
+            if msg.chars().count() > MAX_ERROR_MSG {
+                return Err(NativeError::InvalidInput(format!(
+                    "error_msg is longer than {MAX_ERROR_MSG} characters."
+                )));
+            }
+            RunOutcome::Failed {
+                error_code: code,
+                error_msg: msg,
+            }
+        }
+        other => {
+            return Err(NativeError::InvalidInput(format!(
+                "status must be succeeded or failed, not {other:?}."
+            )));
+        }
+    };
+    Ok(RunResult {
+        sub_task_id,
+        attempt: item.attempt,
+        outcome,
+        // Workers report outcomes only; registry effects are taskd's own executor's.
+        effect: None,
+    })
+}
+
+pub async fn results(
+    State(state): State<AppState>,
+    NativeProject(project_id): NativeProject,
+    body: Bytes,
+) -> Result<Json<Value>, NativeError> {
+    let b: ResultsBody = parse(&body)?;
+    if b.results.is_empty() || b.results.len() > MAX_RESULTS {
+        return Err(NativeError::InvalidInput(format!(
+            "results must hold 1-{MAX_RESULTS} entries."
+        )));
+    }
+    let results = b
+        .results
+        .into_iter()
+        .map(run_result)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<Id> = results.iter().map(|r| r.sub_task_id).collect();
+    let outcomes = state.engine.report(Some(project_id), results).await?;
+    let items: Vec<Value> = ids
+        .iter()
+        .zip(outcomes)
+        .map(|(id, outcome)| match outcome {
+            ReportOutcome::Accepted(_) => {
+                json!({ "sub_task_id": id.to_string(), "accepted": true })
+            }
+            ReportOutcome::LeaseLost => json!({
+                "sub_task_id": id.to_string(), "accepted": false, "reason": "lease_lost"
+            }),
+        })
+        .collect();
+    Ok(Json(json!({ "results": items })))
+}

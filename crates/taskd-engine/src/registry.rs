@@ -1,0 +1,308 @@
+//! The registry task types: what one sub-task of `createDevices`, `deleteDevices`,
+//! `freezeDevices`, `unfreezeDevices` or `updateDevices` does to the device registry.
+//!
+//! A pure mapping from the sub-task (its task's type and scope, its target, its input) to
+//! a [`DeviceEffect`]; the executor applies the effect in the transaction that records
+//! the sub-task's result. A sub-task whose input can't describe a valid effect (a bad
+//! task-file row) fails with the refusal's code and message, like an effect the registry
+//! refuses.
+
+use std::collections::BTreeMap;
+
+use taskd_core::device::{
+    MAX_DEVICE_ID_CHARS, check_device_update, check_new_device, default_device_id, is_word_id,
+};
+use taskd_core::{AuthType, DeviceUpdate, NewDevice, TaskScope};
+use taskd_store::{DeviceEffect, DeviceEffectRefused};
+
+/// The task types taskd executes itself, against the registry.
+pub const REGISTRY_TASK_TYPES: [&str; 5] = [
+    "createDevices",
+    "deleteDevices",
+    "freezeDevices",
+    "unfreezeDevices",
+    "updateDevices",
+];
+
+/// The code of a sub-task whose input is invalid (IoTDA's "invalid input data").
+const INVALID_INPUT: &str = "IOTDA.000006";
+
+fn refused(msg: impl std::fmt::Display) -> DeviceEffectRefused {
+    DeviceEffectRefused {
+        error_code: INVALID_INPUT.to_owned(),
+        error_msg: format!("Invalid input data. {msg}"),
+    }
+}
+
+/// The registry effect of one sub-task: `None` when `kind` isn't a registry type; `Err`
+/// when the sub-task's input is invalid (a bad task-file row), which fails that sub-task
+/// with the refusal's code and message.
+///
+/// `input_json` is a task-file row (a JSON object, column name to cell, empty cells
+/// omitted) whose header names AddDevice fields (`node_id`, `product_id`, `device_id`,
+/// `device_name`, `description`, `app_id`, `secret`, `gateway_id`); for an explicit target
+/// list it is `None` and `target` is the device id.
+pub fn device_effect(
+    kind: &str,
+    scope: &TaskScope,
+    target: &str,
+    input_json: Option<&str>,
+) -> Option<Result<DeviceEffect, DeviceEffectRefused>> {
+    if !REGISTRY_TASK_TYPES.contains(&kind) {
+        return None;
+    }
+    Some(effect(kind, scope, target, input_json))
+}
+
+fn effect(
+    kind: &str,
+    scope: &TaskScope,
+    target: &str,
+    input_json: Option<&str>,
+) -> Result<DeviceEffect, DeviceEffectRefused> {
+    let row = input_json.map(parse_row).transpose()?;
+    let row = Row(row.unwrap_or_default());
+    match kind {
+        "createDevices" => {
+            if input_json.is_none() {
+                return Err(refused("createDevices takes its devices from a task file."));
+            }
+            let node_id = row.required("node_id")?;
+            let product_id = row.required("product_id")?;
+            let new = NewDevice {
+                scope: scope.clone(),
+                device_id: row
+                    .get("device_id")
+                    .unwrap_or_else(|| default_device_id(&product_id, &node_id)),
+                node_id,
+                product_id,
+                device_name: row.get("device_name"),
+                description: row.get("description"),
+                gateway_id: row.get("gateway_id"),
+                app_id: row.get("app_id"),
+                auth_type: AuthType::Secret,
+                secret: row.get("secret"),
+                fingerprint: None,
+                secure_access: false,
+                timeout: 0,
+                extension_info_json: None,
+            };
+            check_new_device(&new).map_err(refused)?;
+            Ok(DeviceEffect::Create(new))
+        }
+        "updateDevices" => {
+            if input_json.is_none() {
+                return Err(refused("updateDevices takes its devices from a task file."));
+            }
+            let device_id = row.device_id(target)?;
+            let update = DeviceUpdate {
+                device_name: row.get("device_name"),
+                description: row.get("description"),
+                ..DeviceUpdate::default()
+            };
+            if update == DeviceUpdate::default() {
+                return Err(refused(
+                    "The row names no field to change (device_name, description).",
+                ));
+            }
+            check_device_update(&update).map_err(refused)?;
+            Ok(DeviceEffect::Update { device_id, update })
+        }
+        "deleteDevices" => Ok(DeviceEffect::Delete {
+            device_id: row.device_id(target)?,
+        }),
+        "freezeDevices" => Ok(DeviceEffect::Freeze {
+            device_id: row.device_id(target)?,
+        }),
+        "unfreezeDevices" => Ok(DeviceEffect::Unfreeze {
+            device_id: row.device_id(target)?,
+        }),
+        other => unreachable!("{other} is checked against REGISTRY_TASK_TYPES"),
+    }
+}
+
+fn parse_row(json: &str) -> Result<BTreeMap<String, String>, DeviceEffectRefused> {
+    serde_json::from_str(json)
+        .map_err(|_| refused("The task-file row is not an object of column names to cells."))
+}
+
+/// A task-file row; empty cells count as absent.
+struct Row(BTreeMap<String, String>);
+
+impl Row {
+    fn get(&self, column: &str) -> Option<String> {
+        self.0.get(column).filter(|v| !v.is_empty()).cloned()
+    }
+
+    fn required(&self, column: &str) -> Result<String, DeviceEffectRefused> {
+        self.get(column)
+            .ok_or_else(|| refused(format!("The row has no {column}.")))
+    }
+
+    /// The device a row names: its `device_id`, else `{product_id}_{node_id}`, else the
+    /// sub-task's target.
+    fn device_id(&self, target: &str) -> Result<String, DeviceEffectRefused> {
+        let id = match (
+            self.get("device_id"),
+            self.get("product_id"),
+            self.get("node_id"),
+        ) {
+            (Some(id), _, _) => id,
+            (None, Some(product), Some(node)) => default_device_id(&product, &node),
+            _ => target.to_owned(),
+        };
+        if !is_word_id(&id, MAX_DEVICE_ID_CHARS) {
+            return Err(refused(format!(
+                "device_id {id:?} must be 1-{MAX_DEVICE_ID_CHARS} letters, digits, '_' or '-'."
+            )));
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> TaskScope {
+        TaskScope::new("p1", "i1")
+    }
+
+    fn run(
+        kind: &str,
+        target: &str,
+        input: Option<&str>,
+    ) -> Result<DeviceEffect, DeviceEffectRefused> {
+        device_effect(kind, &scope(), target, input).expect("a registry type")
+    }
+
+    #[test]
+    fn other_task_types_are_not_registry_effects() {
+        for kind in ["firmwareUpgrade", "createCommands", "addDevicesToGroup", ""] {
+            assert_eq!(device_effect(kind, &scope(), "d1", None), None);
+        }
+    }
+
+    #[test]
+    fn create_from_a_row() {
+        let row = r#"{"node_id":"n-1","product_id":"prod","device_name":"meter_1","secret":"secret-123","app_id":"app1","extra":"ignored"}"#;
+        let DeviceEffect::Create(new) = run("createDevices", "n-1", Some(row)).unwrap() else {
+            panic!("expected Create");
+        };
+        assert_eq!(new.scope, scope());
+        assert_eq!(new.device_id, "prod_n-1", "defaults to product_node");
+        assert_eq!(new.device_name.as_deref(), Some("meter_1"));
+        assert_eq!(new.secret.as_deref(), Some("secret-123"));
+        assert_eq!(new.app_id.as_deref(), Some("app1"));
+        assert_eq!(new.gateway_id, None);
+        assert_eq!(new.auth_type, AuthType::Secret);
+
+        let with_id = r#"{"node_id":"n-1","product_id":"prod","device_id":"mine","gateway_id":"gw","description":""}"#;
+        let DeviceEffect::Create(new) = run("createDevices", "mine", Some(with_id)).unwrap() else {
+            panic!("expected Create");
+        };
+        assert_eq!(new.device_id, "mine");
+        assert_eq!(new.gateway_id.as_deref(), Some("gw"));
+        assert_eq!(new.description, None, "an empty cell is absent");
+    }
+
+    #[test]
+    fn bad_create_rows_are_refused() {
+        for (row, says) in [
+            (r#"{"product_id":"prod"}"#, "node_id"),
+            (r#"{"node_id":"n1"}"#, "product_id"),
+            (r#"{"node_id":"n 1","product_id":"prod"}"#, "node_id"),
+            (
+                r#"{"node_id":"n1","product_id":"prod","secret":"short"}"#,
+                "secret",
+            ),
+            (
+                r#"{"node_id":"n1","product_id":"prod","device_name":"a b"}"#,
+                "device_name",
+            ),
+            (r#"["n1"]"#, "object"),
+            (r#"{"node_id":1}"#, "object"),
+            ("not json", "object"),
+        ] {
+            let r = run("createDevices", "n1", Some(row)).unwrap_err();
+            assert_eq!(r.error_code, "IOTDA.000006", "{row}");
+            assert!(r.error_msg.contains(says), "{row}: {}", r.error_msg);
+        }
+        assert!(run("createDevices", "n1", None).is_err(), "needs a row");
+    }
+
+    #[test]
+    fn targets_name_devices_for_delete_freeze_unfreeze() {
+        assert_eq!(
+            run("deleteDevices", "d-1", None),
+            Ok(DeviceEffect::Delete {
+                device_id: "d-1".into()
+            })
+        );
+        assert_eq!(
+            run("freezeDevices", "d-1", None),
+            Ok(DeviceEffect::Freeze {
+                device_id: "d-1".into()
+            })
+        );
+        assert_eq!(
+            run("unfreezeDevices", "d-1", None),
+            Ok(DeviceEffect::Unfreeze {
+                device_id: "d-1".into()
+            })
+        );
+        // From a row: its device_id, else product_node, else the target.
+        assert_eq!(
+            run("deleteDevices", "x", Some(r#"{"device_id":"d-2"}"#)),
+            Ok(DeviceEffect::Delete {
+                device_id: "d-2".into()
+            })
+        );
+        assert_eq!(
+            run(
+                "freezeDevices",
+                "n1",
+                Some(r#"{"node_id":"n1","product_id":"p"}"#)
+            ),
+            Ok(DeviceEffect::Freeze {
+                device_id: "p_n1".into()
+            })
+        );
+        assert_eq!(
+            run("unfreezeDevices", "n1", Some(r#"{"node_id":"n1"}"#)),
+            Ok(DeviceEffect::Unfreeze {
+                device_id: "n1".into()
+            })
+        );
+        assert!(run("deleteDevices", "row-7", Some(r#"{"device_id":"bad id"}"#)).is_err());
+    }
+
+    #[test]
+    fn update_from_a_row() {
+        assert_eq!(
+            run(
+                "updateDevices",
+                "d-1",
+                Some(r#"{"device_id":"d-1","device_name":"new_name","description":"x"}"#)
+            ),
+            Ok(DeviceEffect::Update {
+                device_id: "d-1".into(),
+                update: DeviceUpdate {
+                    device_name: Some("new_name".into()),
+                    description: Some("x".into()),
+                    ..DeviceUpdate::default()
+                }
+            })
+        );
+        let nothing = run("updateDevices", "d-1", Some(r#"{"device_id":"d-1"}"#)).unwrap_err();
+        assert!(nothing.error_msg.contains("no field"));
+        let bad = run(
+            "updateDevices",
+            "d-1",
+            Some(r#"{"device_id":"d-1","description":"has spaces"}"#),
+        )
+        .unwrap_err();
+        assert!(bad.error_msg.contains("description"));
+        assert!(run("updateDevices", "d-1", None).is_err(), "needs a row");
+    }
+}

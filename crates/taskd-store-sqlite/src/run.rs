@@ -1,0 +1,474 @@
+//! Running sub-tasks: claims, heartbeats, results and maintenance. Each call is one
+//! `BEGIN IMMEDIATE` transaction; every sub-task write is guarded by the state (and for
+//! leases the attempt) it expects, and the task's counters, state and `task_counts` move
+//! in the same transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::SqliteConnection;
+use taskd_core::{Id, Progress, SubTaskState, Task, TaskScope, TaskState, Timestamp};
+use taskd_store::{
+    ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
+    ReportParams, RunOutcome, StoreResult,
+};
+use taskd_store_sql::run_plan::decide;
+use taskd_store_sql::{corrupt, parse_sub_task_state};
+
+use crate::control::write_task;
+use crate::tasks::{count_move, load_by_id};
+use crate::{SqliteStore, begin_read, begin_write, db};
+
+/// At most this many tasks are looked at per claim (each gets an equal share).
+const MAX_CANDIDATE_TASKS: u32 = 64;
+/// Rounds of sharing out what tasks with too few ready rows left over.
+const MAX_PASSES: usize = 3;
+
+#[derive(sqlx::FromRow, Clone)]
+struct Candidate {
+    id: i64,
+    project_id: String,
+    instance_id: String,
+    app_id: Option<String>,
+    kind: String,
+    name: String,
+    document_json: Option<String>,
+}
+
+/// The candidate tasks of a claim: runnable, schedule time reached, of the asked kinds,
+/// least recently served first.
+fn candidates_sql(kinds: usize, by_project: bool) -> String {
+    let marks = vec!["?"; kinds].join(", ");
+    format!(
+        "SELECT id, project_id, instance_id, app_id, kind, name, document_json FROM tasks \
+         WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= ?) AND kind IN ({marks}){} \
+         ORDER BY served_seq, id LIMIT ?",
+        if by_project {
+            " AND project_id = ?"
+        } else {
+            ""
+        }
+    )
+}
+
+pub(crate) const RUNNING_SQL: &str = "SELECT project_id, SUM(n_processing) FROM tasks \
+     WHERE n_processing > 0 GROUP BY project_id";
+
+/// Leases the first `?5` claimable sub-tasks of task `?4`.
+pub(crate) const CLAIM_ROWS_SQL: &str = "UPDATE sub_tasks SET state = 'processing', \
+     lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, progress = NULL, updated_at = ?3 \
+     WHERE id IN (SELECT id FROM sub_tasks INDEXED BY sub_tasks_ready \
+                  WHERE task_id = ?4 AND state = 'waiting' \
+                  AND ready_at IS NOT NULL AND ready_at <= ?3 ORDER BY id LIMIT ?5) \
+     AND state = 'waiting' \
+     RETURNING id, target, input_json, attempts";
+
+pub(crate) const HAS_READY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM sub_tasks \
+     INDEXED BY sub_tasks_ready WHERE task_id = ? AND state = 'waiting' AND ready_at IS NOT NULL)";
+
+pub(crate) async fn claim(
+    store: &SqliteStore,
+    params: ClaimParams,
+) -> StoreResult<Vec<ClaimedSubTask>> {
+    let ClaimParams {
+        worker_id,
+        project_id,
+        kinds,
+        max,
+        lease_until,
+        limits,
+        now,
+    } = params;
+    if max == 0 || kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = begin_write(store).await?;
+
+    let running: Vec<(String, i64)> = sqlx::query_as(RUNNING_SQL)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    let mut project_left: HashMap<String, i64> = running
+        .iter()
+        .map(|(p, n)| (p.clone(), i64::from(limits.max_running_per_project) - n))
+        .collect();
+    let global_running: i64 = running.iter().map(|(_, n)| n).sum();
+    let mut budget = (i64::from(limits.max_running) - global_running).min(i64::from(max));
+    if budget <= 0 {
+        return Ok(Vec::new());
+    }
+
+    let sql = candidates_sql(kinds.len(), project_id.is_some());
+    let mut query = sqlx::query_as::<_, Candidate>(sqlx::AssertSqlSafe(sql)).bind(now.0);
+    for kind in &kinds {
+        query = query.bind(kind);
+    }
+    if let Some(p) = &project_id {
+        query = query.bind(p);
+    }
+    let candidates = query
+        .bind(i64::from(MAX_CANDIDATE_TASKS))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let served_seq: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(served_seq), 0) + 1 FROM tasks WHERE runnable = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+
+    let mut claimed = Vec::new();
+    // Passes over the tasks: a task that had fewer ready rows than its share leaves its
+    // slots to the others in the next pass.
+    let mut live = candidates;
+    for _pass in 0..MAX_PASSES {
+        if budget <= 0 || live.is_empty() {
+            break;
+        }
+        let mut filled = Vec::new();
+        let mut tasks_left = live.len() as i64;
+        for c in live {
+            if budget <= 0 {
+                break;
+            }
+            // An equal share of what is left for each task still to serve.
+            let share = (budget + tasks_left - 1) / tasks_left;
+            tasks_left -= 1;
+            let left = project_left
+                .entry(c.project_id.clone())
+                .or_insert(i64::from(limits.max_running_per_project));
+            let want = share.min(*left);
+            if want <= 0 {
+                continue;
+            }
+            let mut rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(CLAIM_ROWS_SQL)
+                .bind(&worker_id)
+                .bind(lease_until.0)
+                .bind(now.0)
+                .bind(c.id)
+                .bind(want)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            rows.sort_unstable_by_key(|r| r.0);
+            let got = rows.len() as i64;
+            let still_runnable = if got < want {
+                sqlx::query_scalar::<_, bool>(HAS_READY_SQL)
+                    .bind(c.id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?
+            } else {
+                true
+            };
+            sqlx::query("UPDATE tasks SET served_seq = ?, runnable = ? WHERE id = ?")
+                .bind(served_seq)
+                .bind(still_runnable)
+                .bind(c.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if got == 0 {
+                continue;
+            }
+            let task = load_by_id(&mut tx, Id(c.id)).await?.ok_or_else(|| {
+                corrupt(format!("task {} vanished under the write lock", Id(c.id)))
+            })?;
+            // The rows already moved; the counters read here are from before.
+            let mut progress = task.progress;
+            progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
+            settle(&mut tx, &task, progress, false, now).await?;
+            budget -= got;
+            *left -= got;
+
+            let claimed_task = Arc::new(ClaimedTask {
+                id: Id(c.id),
+                scope: TaskScope::new(c.project_id.clone(), c.instance_id.clone()),
+                app_id: c.app_id.clone(),
+                kind: c.kind.clone(),
+                name: c.name.clone(),
+                document_json: c.document_json.clone(),
+            });
+            let c_next = c;
+            for (id, target, input_json, attempts) in rows {
+                claimed.push(ClaimedSubTask {
+                    id: Id(id),
+                    attempt: u32::try_from(attempts).map_err(|_| {
+                        corrupt(format!("sub-task {}: attempts {attempts}", Id(id)))
+                    })?,
+                    target,
+                    input_json,
+                    lease_until,
+                    task: claimed_task.clone(),
+                });
+            }
+            if got == want {
+                filled.push(c_next);
+            }
+        }
+        live = filled;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(claimed)
+}
+
+/// Writes a task's new counters and the state they imply, and moves its `task_counts`.
+async fn settle(
+    conn: &mut SqliteConnection,
+    task: &Task,
+    progress: Progress,
+    runnable: bool,
+    now: Timestamp,
+) -> StoreResult<TaskState> {
+    if !progress.is_consistent() {
+        return Err(corrupt(format!(
+            "task {}: counters would become {progress:?}",
+            task.id
+        )));
+    }
+    let before = task.state;
+    let after = before.derive(&progress);
+    debug_assert!(before.can_transition(after), "{before:?} -> {after:?}");
+    write_task(conn, task.id, before, after, &progress, runnable, now).await?;
+    count_move(conn, task, before, after).await?;
+    Ok(after)
+}
+
+pub(crate) const HEARTBEAT_SQL: &str = "UPDATE sub_tasks SET lease_until = ?1, \
+     progress = COALESCE(?2, progress), updated_at = ?3 \
+     WHERE id = ?4 AND state = 'processing' AND attempts = ?5 \
+     AND (?6 IS NULL OR EXISTS (SELECT 1 FROM tasks t \
+                                WHERE t.id = sub_tasks.task_id AND t.project_id = ?6))";
+
+pub(crate) async fn heartbeat(
+    store: &SqliteStore,
+    p: HeartbeatParams,
+) -> StoreResult<Option<Timestamp>> {
+    let mut tx = begin_write(store).await?;
+    let changed = sqlx::query(HEARTBEAT_SQL)
+        .bind(p.lease_until.0)
+        .bind(p.progress.map(i64::from))
+        .bind(p.now.0)
+        .bind(p.sub_task_id.0)
+        .bind(i64::from(p.attempt))
+        .bind(&p.project_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    tx.commit().await.map_err(db)?;
+    Ok((changed == 1).then_some(p.lease_until))
+}
+
+const RESULT_SQL: &str = "UPDATE sub_tasks SET state = ?1, \
+     output = CASE WHEN ?1 = 'succeeded' THEN ?2 ELSE output END, \
+     error_code = ?3, error_msg = ?4, ready_at = ?5, retries = ?6, \
+     progress = CASE WHEN ?1 = 'succeeded' THEN 100 ELSE progress END, \
+     lease_owner = NULL, lease_until = NULL, updated_at = ?7 \
+     WHERE id = ?8 AND state = 'processing' AND attempts = ?9";
+
+pub(crate) async fn report(
+    store: &SqliteStore,
+    params: ReportParams,
+) -> StoreResult<Vec<ReportOutcome>> {
+    let ReportParams {
+        project_id,
+        results,
+        now,
+    } = params;
+    let mut tx = begin_write(store).await?;
+    // Each touched task once: (task as read, counters as they become).
+    let mut touched: HashMap<Id, (Task, Progress)> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(results.len());
+    for result in results {
+        let row: Option<(i64, String, i64, i64)> =
+            sqlx::query_as("SELECT task_id, state, attempts, retries FROM sub_tasks WHERE id = ?")
+                .bind(result.sub_task_id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let Some((task_id, state, attempts, retries)) = row else {
+            outcomes.push(ReportOutcome::LeaseLost);
+            continue;
+        };
+        if parse_sub_task_state(&state)? != SubTaskState::Processing
+            || attempts != i64::from(result.attempt)
+        {
+            outcomes.push(ReportOutcome::LeaseLost);
+            continue;
+        }
+        let task_id = Id(task_id);
+        let (task, progress) = match touched.entry(task_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let task = load_by_id(&mut tx, task_id)
+                    .await?
+                    .ok_or_else(|| corrupt(format!("sub-task of a missing task {task_id}")))?;
+                let progress = task.progress;
+                e.insert((task, progress))
+            }
+        };
+        if project_id
+            .as_deref()
+            .is_some_and(|p| p != task.scope.project_id)
+        {
+            outcomes.push(ReportOutcome::LeaseLost);
+            continue;
+        }
+        // A registry effect happens with the success, in this transaction, or not at all.
+        let mut outcome = result.outcome;
+        if let (RunOutcome::Succeeded { .. }, Some(effect)) = (&outcome, &result.effect)
+            && let Err(refused) =
+                crate::devices::apply_device_effect(&mut tx, &task.scope, effect, now).await?
+        {
+            outcome = RunOutcome::Failed {
+                error_code: refused.error_code,
+                error_msg: refused.error_msg,
+            };
+        }
+        let decision = decide(task, retries, &outcome, now);
+        let (output, error_code, error_msg) = match &outcome {
+            RunOutcome::Succeeded { output } => (output.as_deref(), None, None),
+            RunOutcome::Failed {
+                error_code,
+                error_msg,
+            } => (None, Some(error_code.as_str()), Some(error_msg.as_str())),
+        };
+        let changed = sqlx::query(RESULT_SQL)
+            .bind(decision.state.as_str())
+            .bind(output)
+            .bind(error_code)
+            .bind(error_msg)
+            .bind(decision.ready_at.map(|t| t.0))
+            .bind(decision.retries)
+            .bind(now.0)
+            .bind(result.sub_task_id.0)
+            .bind(i64::from(result.attempt))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if changed != 1 {
+            return Err(corrupt(format!(
+                "sub-task {} changed under the write lock",
+                result.sub_task_id
+            )));
+        }
+        progress.move_n(SubTaskState::Processing, decision.state, 1);
+        outcomes.push(ReportOutcome::Accepted(decision.state));
+    }
+    for (task, progress) in touched.values() {
+        if *progress != task.progress {
+            settle(&mut tx, task, *progress, false, now).await?;
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(outcomes)
+}
+
+pub(crate) const RETRIES_DUE_SQL: &str = "SELECT id, task_id FROM sub_tasks \
+     WHERE state = 'retry_waiting' AND ready_at <= ? ORDER BY ready_at LIMIT ?";
+pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id FROM sub_tasks \
+     WHERE state = 'processing' AND lease_until < ? ORDER BY lease_until LIMIT ?";
+
+pub(crate) async fn maintain(
+    store: &SqliteStore,
+    now: Timestamp,
+    max_rows: u32,
+) -> StoreResult<MaintenanceReport> {
+    let retries = requeue(
+        store,
+        RETRIES_DUE_SQL,
+        SubTaskState::RetryWaiting,
+        now,
+        max_rows,
+    )
+    .await?;
+    let leases = requeue(
+        store,
+        LEASES_EXPIRED_SQL,
+        SubTaskState::Processing,
+        now,
+        max_rows,
+    )
+    .await?;
+    Ok(MaintenanceReport {
+        retries_released: retries,
+        leases_expired: leases,
+        more: retries == u64::from(max_rows) || leases == u64::from(max_rows),
+    })
+}
+
+/// Puts the sub-tasks `select_sql` finds (all in `from`) back in the queue, claimable now
+/// (a due retry keeps its due time, which is not later than now).
+async fn requeue(
+    store: &SqliteStore,
+    select_sql: &'static str,
+    from: SubTaskState,
+    now: Timestamp,
+    max_rows: u32,
+) -> StoreResult<u64> {
+    let mut tx = begin_write(store).await?;
+    let rows: Vec<(i64, i64)> = sqlx::query_as(select_sql)
+        .bind(now.0)
+        .bind(i64::from(max_rows))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut by_task: HashMap<i64, i64> = HashMap::new();
+    for (id, task_id) in &rows {
+        let changed = sqlx::query(
+            "UPDATE sub_tasks SET state = 'waiting', ready_at = MIN(COALESCE(ready_at, ?1), ?1), \
+             lease_owner = NULL, lease_until = NULL, updated_at = ?1 WHERE id = ?2 AND state = ?3",
+        )
+        .bind(now.0)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if changed != 1 {
+            return Err(corrupt(format!(
+                "sub-task {} changed under the write lock",
+                Id(*id)
+            )));
+        }
+        *by_task.entry(*task_id).or_default() += 1;
+    }
+    for (task_id, n) in by_task {
+        let task = load_by_id(&mut tx, Id(task_id))
+            .await?
+            .ok_or_else(|| corrupt(format!("sub-task of a missing task {}", Id(task_id))))?;
+        let mut progress = task.progress;
+        progress.move_n(from, SubTaskState::Waiting, n);
+        settle(&mut tx, &task, progress, true, now).await?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(rows.len() as u64)
+}
+
+pub(crate) const NEXT_DUE_SQL: &str = "SELECT MIN(t) FROM ( \
+     SELECT MIN(schedule_at) AS t FROM tasks WHERE runnable = 1 AND schedule_at > ?1 \
+     UNION ALL SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting' \
+     UNION ALL SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing')";
+
+pub(crate) async fn next_due(
+    store: &SqliteStore,
+    now: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    let mut tx = begin_read(store).await?;
+    let due: Option<i64> = sqlx::query_scalar(NEXT_DUE_SQL)
+        .bind(now.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(due.map(Timestamp))
+}
