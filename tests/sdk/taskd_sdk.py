@@ -163,11 +163,14 @@ class TaskdServer:
     """One `taskd serve` process on 127.0.0.1:<free port> with its own data dir (or its own
     PostgreSQL database when TASKD_SDK_POSTGRES_URL is set)."""
 
-    def __init__(self, data_dir: Path, name: str = "taskd", bootstrap: Creds | None = None):
+    def __init__(self, data_dir: Path, name: str = "taskd", bootstrap: Creds | None = None,
+                 database_url: str | None = None):
+        """`database_url`: join another server's PostgreSQL database (a cluster node) instead of a fresh one."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database_url = None
-        if POSTGRES_URL:
+        self.database_url = database_url
+        self.owns_database = database_url is None
+        if POSTGRES_URL and database_url is None:
             database = f"taskd_sdk_{secrets.token_hex(6)}"
             _psql(POSTGRES_URL, f"CREATE DATABASE {database}")
             self.database_url = _database_url(POSTGRES_URL, database)
@@ -254,7 +257,7 @@ class TaskdServer:
 
     def drop_database(self) -> None:
         """Drops this server's PostgreSQL database (after it stopped)."""
-        if self.database_url:
+        if self.database_url and self.owns_database:
             name = self.database_url.rsplit("/", 1)[1].split("?")[0]
             _psql(POSTGRES_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

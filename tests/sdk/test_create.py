@@ -161,17 +161,7 @@ def test_every_task_type_is_accepted(shared_api, task_type):
     assert progress(resp) == expected_progress(total=2, waitting=2)
 
 
-def test_targets_filter_only_task_is_initializing(api):
-    resp = api.create(body(targets=..., targets_filter={"group_ids": ["e495cf17-ff79-4294-8f64-4d367919d665"]}))
-    assert resp.status_code == 201
-    assert resp.status == "Initializing"
-    assert resp.targets_filter == {"group_ids": ["e495cf17-ff79-4294-8f64-4d367919d665"]}
-    assert progress(resp)["total"] == 0
-    shown = api.show(resp.task_id)
-    assert shown.batchtask.status == "Initializing"
-    assert progress(shown.batchtask)["total"] == 0
-    assert shown.task_details == []
-    assert shown.page.count == 0
+# targets_filter (device groups resolved at creation): test_devices.py
 
 
 INVALID_BODIES = [

@@ -228,6 +228,29 @@ def test_groups_and_members(api):
     assert show(api, "p1_c").device_id == "p1_c"
 
 
+def test_targets_filter_resolves_group_members_at_creation(api):
+    for node in ("a", "b", "c", "d"):
+        add(api, node_id=node, product_id="p1")
+    north, south, empty = (add_group(api, name=n) for n in ("north", "south", "empty"))
+    for group, device_ids in ((north, ("p1_a", "p1_b")), (south, ("p1_b", "p1_c"))):
+        for device_id in device_ids:
+            member(api, group.group_id, "addDevice", device_id)
+    body = dict(task_name="by-group", task_type="firmwareUpgrade", document={"package_ids": ["32822e5744a45ede319d2c50"]})
+
+    created = api.create(dict(body, targets_filter={"group_ids": [north.group_id, south.group_id]}))
+    assert created.status_code == 201
+    assert created.status == "Waitting" and created.task_progress.total == 3
+    assert created.targets_filter == {"group_ids": [north.group_id, south.group_id]}
+    # The members when the task was created: a device joining later is not a target.
+    member(api, north.group_id, "addDevice", "p1_d")
+    assert api.status_of(created.task_id) == dict.fromkeys(("p1_a", "p1_b", "p1_c"), "Waitting")
+
+    count = api.list().page.count
+    for group_ids in ([north.group_id, "00000000-0000-0000-0000-000000000000"], [empty.group_id]):
+        expect_error(lambda: api.create(dict(body, targets_filter={"group_ids": group_ids})), 400, E_INVALID)
+    assert api.list().page.count == count
+
+
 # ---- scoping ----------------------------------------------------------------------------------------------------
 
 

@@ -205,13 +205,6 @@ def test_retry_stopped_task_is_403(api):
     assert api.status_of(task_id) == dict.fromkeys(T3, "Stopped")
 
 
-def test_retry_initializing_task_is_403(api):
-    task_id = api.create(dict(task_name="grp", task_type="firmwareUpgrade", targets_filter={"group_ids": ["g1"]},
-                              document={"package_ids": ["32822e5744a45ede319d2c50"]})).task_id
-    assert api.show(task_id).batchtask.status == "Initializing"
-    expect_error(lambda: api.retry(task_id), 403, E_BAD_STATE)
-
-
 def test_retry_unsupported_task_type_is_400(api, busy_worker):
     # moduleUpgrade can be running (where retry is allowed by status) but is not retryable
     task_id = api.create_upgrade(targets=["dev_1"], task_type="moduleUpgrade", need_confirm=True).task_id
@@ -273,12 +266,6 @@ def test_delete_waitting_task_is_403(api):
 def test_delete_processing_task_is_403(api):
     task_id = api.create_upgrade(targets=T3, need_confirm=True).task_id
     api.confirm(task_id)
-    expect_error(lambda: api.delete(task_id), 403, E_BAD_STATE)
-
-
-def test_delete_initializing_task_is_403(api):
-    task_id = api.create(dict(task_name="grp", task_type="firmwareUpgrade", targets_filter={"group_ids": ["g1"]},
-                              document={"package_ids": ["32822e5744a45ede319d2c50"]})).task_id
     expect_error(lambda: api.delete(task_id), 403, E_BAD_STATE)
 
 

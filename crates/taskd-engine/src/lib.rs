@@ -22,14 +22,17 @@ use std::time::Duration;
 
 use taskd_core::{Clock, ControlOp, Id, NewSubTask, NewTask, Task, TaskScope, Timestamp};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, HeartbeatParams, MaintenanceReport, ReportOutcome, ReportParams,
-    RunLimits, RunOutcome, RunResult, Store, StoreError, TaskControlOutcome, TaskControlParams,
-    TaskInsertParams,
+    ClaimParams, ClaimedSubTask, HeartbeatParams, LeaderParams, MaintenanceReport, ReportOutcome,
+    ReportParams, RunLimits, RunOutcome, RunResult, Store, StoreError, TaskControlOutcome,
+    TaskControlParams, TaskInsertParams,
 };
 use tokio::sync::Notify;
 
-/// A registry sub-task is one database transaction; a minute is ample.
-const REGISTRY_LEASE: Duration = Duration::from_secs(60);
+/// A registry batch is one database transaction, well under a second. The lease only
+/// matters when a node dies holding one: its sub-tasks wait this long for another node.
+/// (Too short is safe too: the late result of an expired lease is refused, and with it
+/// the device writes, which share its transaction.)
+const REGISTRY_LEASE: Duration = Duration::from_secs(15);
 
 /// Where a new task's targets come from (IoTDA precedence: explicit list, then group
 /// filter, then an uploaded task file).
@@ -37,8 +40,10 @@ const REGISTRY_LEASE: Duration = Duration::from_secs(60);
 pub enum TargetSource {
     /// Device ids, already validated and free of duplicates.
     Explicit(Vec<String>),
-    /// A filter resolved later (device groups); the task starts `Initializing`.
-    Filter,
+    /// Device groups (IoTDA `targets_filter.group_ids`), resolved to their members when
+    /// the task is created: one sub-task per distinct device, later membership changes
+    /// do not reach the task.
+    Groups(Vec<String>),
     /// An uploaded task file: one sub-task per data row.
     File(String),
 }
@@ -47,11 +52,20 @@ pub enum TargetSource {
 pub enum EngineError {
     #[error("task file {0} does not exist")]
     FileNotFound(String),
+    #[error("device group {0} does not exist")]
+    GroupNotFound(String),
+    #[error("the device groups have no devices")]
+    GroupsEmpty,
+    #[error("the device groups have {count} devices; a task takes at most {max}")]
+    TooManyTargets { count: usize, max: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Sub-tasks one task may have (IoTDA's limit on targets and task-file rows).
+pub const MAX_TARGETS_PER_TASK: usize = 30_000;
 
 /// Columns of a task-file row that name its device, most specific first.
 const TARGET_COLUMNS: [&str; 2] = ["device_id", "node_id"];
@@ -65,6 +79,31 @@ pub struct EngineConfig {
     /// How often a long-polling claim looks again without a wake-up (other nodes' work,
     /// schedule times), and how often the runner's maintenance runs.
     pub poll_interval: Duration,
+    /// This node's name in leases and leader elections: unique per process.
+    pub node_id: String,
+    /// How long a maintenance leadership lasts unless renewed (every `poll_interval`):
+    /// the longest a dead leader's jobs wait for another node to take them over.
+    pub leader_term: Duration,
+}
+
+/// A name no other running taskd process has: host, process id and a random suffix
+/// (a restarted process gets a new one, so it never renews a dead predecessor's term).
+pub fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "taskd".to_owned());
+    format!(
+        "{host}/{}/{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 impl Default for EngineConfig {
@@ -76,6 +115,8 @@ impl Default for EngineConfig {
             },
             maintenance_batch: 1_000,
             poll_interval: Duration::from_secs(1),
+            node_id: default_node_id(),
+            leader_term: Duration::from_secs(5),
         }
     }
 }
@@ -100,7 +141,12 @@ pub struct Engine {
     config: Arc<EngineConfig>,
     /// Wakes long-polling claims: something may have become ready on this node.
     ready: Arc<Notify>,
+    /// The store's wake-ups from every node (`Store::wakeups`), where it has them.
+    pushed: Option<Arc<Notify>>,
 }
+
+/// The leader election name of maintenance.
+const MAINTENANCE_LEADER: &str = "maintenance";
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
@@ -108,11 +154,13 @@ impl Engine {
     }
 
     pub fn with_config(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
+        let pushed = store.wakeups();
         Engine {
             store,
             clock,
             config: Arc::new(config),
             ready: Arc::new(Notify::new()),
+            pushed,
         }
     }
 
@@ -143,7 +191,29 @@ impl Engine {
                     input_json: None,
                 })
                 .collect(),
-            TargetSource::Filter => Vec::new(),
+            TargetSource::Groups(group_ids) => {
+                let members = self
+                    .store
+                    .device_group_members(&task.scope, group_ids)
+                    .await?
+                    .map_err(EngineError::GroupNotFound)?;
+                if members.is_empty() {
+                    return Err(EngineError::GroupsEmpty);
+                }
+                if members.len() > MAX_TARGETS_PER_TASK {
+                    return Err(EngineError::TooManyTargets {
+                        count: members.len(),
+                        max: MAX_TARGETS_PER_TASK,
+                    });
+                }
+                members
+                    .into_iter()
+                    .map(|target| NewSubTask {
+                        target,
+                        input_json: None,
+                    })
+                    .collect()
+            }
             TargetSource::File(file_id) => {
                 let content = self
                     .store
@@ -205,6 +275,11 @@ impl Engine {
             let woken = self.ready.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
+            let pushed = self.pushed.as_ref().map(|n| n.notified());
+            let mut pushed = std::pin::pin!(pushed);
+            if let Some(p) = pushed.as_mut().as_pin_mut() {
+                p.enable();
+            }
             let now = self.now();
             let claimed = self
                 .store
@@ -225,7 +300,13 @@ impl Engine {
                 }
                 return Ok(claimed);
             }
-            let _ = tokio::time::timeout(left.min(self.config.poll_interval), woken).await;
+            let _ = tokio::time::timeout(left.min(self.config.poll_interval), async {
+                match pushed.as_mut().as_pin_mut() {
+                    Some(pushed) => tokio::select! { _ = woken => {}, _ = pushed => {} },
+                    None => woken.await,
+                }
+            })
+            .await;
         }
     }
 
@@ -332,7 +413,42 @@ impl Engine {
 
     /// Waits until woken (work created or released on this node) or `timeout`.
     pub async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.ready.notified()).await;
+        let _ = tokio::time::timeout(timeout, async {
+            match &self.pushed {
+                Some(pushed) => tokio::select! {
+                    _ = self.ready.notified() => {}
+                    _ = pushed.notified() => {}
+                },
+                None => self.ready.notified().await,
+            }
+        })
+        .await;
+    }
+
+    /// Takes or renews this node's leadership of the cluster-wide maintenance (one
+    /// leader at a time across the nodes sharing the store); false while another node
+    /// leads. The runner calls it before every pass.
+    pub async fn lead_maintenance(&self) -> EngineResult<bool> {
+        let now = self.now();
+        let term = i64::try_from(self.config.leader_term.as_millis()).unwrap_or(i64::MAX);
+        Ok(self
+            .store
+            .leader_acquire(&LeaderParams {
+                name: MAINTENANCE_LEADER.to_owned(),
+                holder: self.config.node_id.clone(),
+                now,
+                until: now.plus_millis(term),
+            })
+            .await?)
+    }
+
+    /// Gives the maintenance leadership up (shutdown), so another node takes over at
+    /// once rather than when the term lapses.
+    pub async fn resign_maintenance(&self) -> EngineResult<()> {
+        Ok(self
+            .store
+            .leader_release(MAINTENANCE_LEADER, &self.config.node_id)
+            .await?)
     }
 
     /// One full maintenance pass at the clock's now: due retries and expired leases go
@@ -347,6 +463,7 @@ impl Engine {
                 .await?;
             total.retries_released += pass.retries_released;
             total.leases_expired += pass.leases_expired;
+            total.leases_abandoned += pass.leases_abandoned;
             if !pass.more {
                 break;
             }
@@ -358,6 +475,12 @@ impl Engine {
                 "maintenance requeued sub-tasks"
             );
             self.wake();
+        }
+        if total.leases_abandoned > 0 {
+            tracing::warn!(
+                leases_abandoned = total.leases_abandoned,
+                "sub-tasks failed: their leases expired too many times (LEASE_EXPIRED)"
+            );
         }
         Ok(total)
     }

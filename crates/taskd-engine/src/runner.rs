@@ -1,5 +1,6 @@
 //! The engine's background loops in a running server: maintenance on a timer (retries
-//! due, leases expired) and the registry executor (taskd's own task types). Each loop only calls the [`Engine`]'s one-shot methods, which the
+//! due, leases expired), on the one node elected to lead it, and the registry executor
+//! (taskd's own task types), on every node. Each loop only calls the [`Engine`]'s one-shot methods, which the
 //! tests drive directly on virtual time; the loops add nothing but the timer and the
 //! shutdown.
 
@@ -30,18 +31,44 @@ impl Runner {
     }
 }
 
+/// Every node runs this loop; only the elected leader maintains. Each tick renews (or
+/// tries to take) the leadership, so a dead leader's term lapses after `leader_term` and
+/// the next node to ask takes over.
 async fn maintenance_loop(engine: Engine, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(engine.config().poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let lead = match engine.lead_maintenance().await {
+            Ok(lead) => lead,
+            Err(e) => {
+                // The database may be restarting: log and try again on the next tick.
+                tracing::warn!(error = %e, "maintenance leader election failed");
+                false
+            }
+        };
+        if lead != leading {
+            leading = lead;
+            let node = &engine.config().node_id;
+            if lead {
+                tracing::info!(%node, "this node leads maintenance");
+            } else {
+                tracing::info!(%node, "this node no longer leads maintenance");
+            }
+        }
+        if !lead {
+            continue;
+        }
         if let Err(e) = engine.maintain().await {
-            // The database may be restarting: log and try again on the next tick.
             tracing::warn!(error = %e, "maintenance pass failed");
         }
+    }
+    if leading && let Err(e) = engine.resign_maintenance().await {
+        tracing::warn!(error = %e, "could not give up the maintenance leadership");
     }
 }
 
@@ -49,7 +76,7 @@ async fn maintenance_loop(engine: Engine, cancel: CancellationToken) {
 const REGISTRY_BATCH: u32 = 200;
 
 async fn registry_loop(engine: Engine, cancel: CancellationToken) {
-    let worker_id = format!("taskd-registry/{}", std::process::id());
+    let worker_id = format!("taskd-registry/{}", engine.config().node_id);
     loop {
         let ran = tokio::select! {
             _ = cancel.cancelled() => return,

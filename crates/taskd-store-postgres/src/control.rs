@@ -18,7 +18,7 @@ use taskd_store_sql::control_plan::plan_targets;
 
 use crate::rows::{corrupt, parse_sub_task_state};
 use crate::tasks::{count_move, load_for_update};
-use crate::{PgStore, begin_write, db};
+use crate::{PgStore, begin_write, db, give_up};
 
 pub(crate) async fn task_control(
     store: &PgStore,
@@ -33,11 +33,11 @@ pub(crate) async fn task_control(
     } = params;
     let mut tx = begin_write(store).await?;
     let Some(mut task) = load_for_update(&mut tx, &scope, task_id).await? else {
-        return Ok(TaskControlOutcome::NotFound);
+        return give_up(tx, TaskControlOutcome::NotFound).await;
     };
     let before = task.state;
     if !op.allowed_for_task(before) {
-        return Ok(TaskControlOutcome::TaskStateRefused(before));
+        return give_up(tx, TaskControlOutcome::TaskStateRefused(before)).await;
     }
 
     let mut progress = task.progress;
@@ -88,6 +88,9 @@ pub(crate) async fn task_control(
         let runnable = moved > 0 && op != ControlOp::Stop;
         write_task(&mut tx, task_id, before, after, &progress, runnable, now).await?;
         count_move(&mut tx, &task, before, after).await?;
+        if runnable {
+            crate::wakeups::notify_ready(&mut tx).await?;
+        }
         task.state = after;
         task.progress = progress;
         task.updated_at = now;
@@ -108,6 +111,7 @@ macro_rules! control_sets {
         "ready_at = CASE $1 WHEN 'stop' THEN NULL WHEN 'retry' THEN $2::BIGINT \
                     ELSE COALESCE(ready_at, $2::BIGINT) END, \
          retries = CASE $1 WHEN 'retry' THEN 0 ELSE retries END, \
+         lease_expiries = CASE $1 WHEN 'retry' THEN 0 ELSE lease_expiries END, \
          lease_owner = CASE $1 WHEN 'confirm' THEN lease_owner END, \
          lease_until = CASE $1 WHEN 'confirm' THEN lease_until END"
     };

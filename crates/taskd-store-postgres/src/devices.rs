@@ -32,7 +32,7 @@ use taskd_store::{
 
 use crate::rows::devices::{DeviceRow, GroupRow, space_key};
 use crate::rows::{corrupt, device_columns, group_columns};
-use crate::{PgStore, begin_read, begin_write, db};
+use crate::{PgStore, begin_read, begin_write, db, give_up};
 
 type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
 
@@ -383,7 +383,7 @@ async fn write(
 ) -> Refusable<Option<Device>> {
     let mut tx = begin_write(store).await?;
     if let Err(refused) = apply(&mut tx, scope, &effect, now).await? {
-        return Ok(Err(refused));
+        return give_up(tx, Err(refused)).await;
     }
     let device_id = match &effect {
         DeviceEffect::Create(new) => &new.device_id,
@@ -698,7 +698,7 @@ pub(crate) async fn group_insert(
         .await
         .map_err(db)?;
     if count(&mut tx, GROUP_COUNT_SQL, scope, None).await? >= MAX_GROUPS_PER_SCOPE {
-        return Ok(Err(RegistryRefusal::GroupLimit));
+        return give_up(tx, Err(RegistryRefusal::GroupLimit)).await;
     }
     let taken: bool = sqlx::query_scalar(GROUP_NAME_TAKEN_SQL)
         .bind(&scope.project_id)
@@ -709,7 +709,7 @@ pub(crate) async fn group_insert(
         .await
         .map_err(db)?;
     if taken {
-        return Ok(Err(RegistryRefusal::GroupNameExists));
+        return give_up(tx, Err(RegistryRefusal::GroupNameExists)).await;
     }
     let id = allocate(&mut tx, now).await?;
     let depth = match &new.super_group_id {
@@ -717,10 +717,10 @@ pub(crate) async fn group_insert(
         Some(parent) => {
             // Shared: the parent can't be deleted before this child commits.
             let Some(parent) = load_group(&mut tx, GROUP_SHARE_SQL, scope, parent).await? else {
-                return Ok(Err(RegistryRefusal::SuperGroupNotFound));
+                return give_up(tx, Err(RegistryRefusal::SuperGroupNotFound)).await;
             };
             if parent.depth >= MAX_GROUP_DEPTH {
-                return Ok(Err(RegistryRefusal::GroupTooDeep));
+                return give_up(tx, Err(RegistryRefusal::GroupTooDeep)).await;
             }
             parent.depth + 1
         }
@@ -883,7 +883,7 @@ pub(crate) async fn group_delete(
         .await?
         .is_none()
     {
-        return Ok(Err(RegistryRefusal::GroupNotFound));
+        return give_up(tx, Err(RegistryRefusal::GroupNotFound)).await;
     }
     let has_children: bool = sqlx::query_scalar(GROUP_HAS_CHILDREN_SQL)
         .bind(&scope.project_id)
@@ -893,7 +893,7 @@ pub(crate) async fn group_delete(
         .await
         .map_err(db)?;
     if has_children {
-        return Ok(Err(RegistryRefusal::GroupHasChildren));
+        return give_up(tx, Err(RegistryRefusal::GroupHasChildren)).await;
     }
     for sql in [
         "DELETE FROM device_group_members \
@@ -930,13 +930,13 @@ pub(crate) async fn group_set_member(
         .await?
         .is_none()
     {
-        return Ok(Err(RegistryRefusal::GroupNotFound));
+        return give_up(tx, Err(RegistryRefusal::GroupNotFound)).await;
     }
     if load_row_with(&mut tx, DEVICE_LOCK_SQL, scope, device_id)
         .await?
         .is_none()
     {
-        return Ok(Err(RegistryRefusal::DeviceNotFound));
+        return give_up(tx, Err(RegistryRefusal::DeviceNotFound)).await;
     }
     let changed = if member {
         let already: bool = sqlx::query_scalar(IS_MEMBER_SQL)
@@ -953,12 +953,12 @@ pub(crate) async fn group_set_member(
             if count(&mut tx, GROUPS_OF_DEVICE_SQL, scope, Some(device_id)).await?
                 >= MAX_GROUPS_PER_DEVICE
             {
-                return Ok(Err(RegistryRefusal::GroupsPerDevice));
+                return give_up(tx, Err(RegistryRefusal::GroupsPerDevice)).await;
             }
             if count(&mut tx, MEMBERS_OF_GROUP_SQL, scope, Some(group_id)).await?
                 >= MAX_DEVICES_PER_GROUP
             {
-                return Ok(Err(RegistryRefusal::GroupFull));
+                return give_up(tx, Err(RegistryRefusal::GroupFull)).await;
             }
             sqlx::query(
                 "INSERT INTO device_group_members (project_id, instance_id, group_id, device_id) \

@@ -4,7 +4,7 @@ use taskd_core::{NewTaskFile, TaskFile, TaskScope, Timestamp};
 use taskd_store::{FileInsertOutcome, StoreResult, TaskFileContent};
 
 use crate::rows::{FileRow, corrupt};
-use crate::{PgStore, begin_write, db};
+use crate::{PgStore, begin_write, db, give_up};
 
 /// The first key of the advisory lock that serialises uploads to one scope (the second
 /// is a hash of the scope). Spells "tskf".
@@ -39,7 +39,7 @@ pub(crate) async fn insert(
     .await
     .map_err(db)?;
     if held >= i64::from(max_files) {
-        return Ok(FileInsertOutcome::LimitReached);
+        return give_up(tx, FileInsertOutcome::LimitReached).await;
     }
     sqlx::query(
         "INSERT INTO task_files (file_id, project_id, instance_id, file_name, columns_json, \

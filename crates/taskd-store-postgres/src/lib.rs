@@ -57,7 +57,9 @@ mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
 mod tasks;
+mod wakeups;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -72,6 +74,8 @@ use taskd_store::{
     StoreError, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
     TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
 };
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -102,6 +106,10 @@ impl Default for PgStoreOptions {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Woken by `NOTIFY taskd_ready` from any node (see `wakeups`).
+    ready: Arc<Notify>,
+    /// The LISTEN task, ended by `close`.
+    listener: Arc<AbortHandle>,
 }
 
 impl PgStore {
@@ -145,7 +153,13 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(|e| unreachable_or_db(e, &server))?;
-        let store = PgStore { pool };
+        let ready = Arc::new(Notify::new());
+        let listener = tokio::spawn(wakeups::listen(pool.clone(), ready.clone())).abort_handle();
+        let store = PgStore {
+            pool,
+            ready,
+            listener: Arc::new(listener),
+        };
         if let Some(schema) = &options.schema {
             // Checked above: a plain identifier, so quoting it is all it needs.
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -179,6 +193,7 @@ impl PgStore {
     /// Graceful shutdown: waits for the connections in use and closes the pool. Calls
     /// after this fail with a backend error.
     pub async fn close(&self) {
+        self.listener.abort();
         self.pool.close().await;
     }
 }
@@ -292,6 +307,18 @@ pub(crate) async fn begin_write(
     store.pool.begin().await.map_err(db)
 }
 
+/// Ends a write transaction that decided to write nothing, and returns `value`. Its row
+/// and advisory locks go now: a transaction merely dropped queues its ROLLBACK until the
+/// connection is next flushed, and meanwhile the rows it locked stay locked, so another
+/// claim's `SKIP LOCKED` would pass them over.
+pub(crate) async fn give_up<T>(
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    value: T,
+) -> StoreResult<T> {
+    tx.rollback().await.map_err(db)?;
+    Ok(value)
+}
+
 /// A read-only transaction on one snapshot: several statements see the same data.
 ///
 /// Its statements are planned for their actual parameters. A generic (cached) plan of a
@@ -386,6 +413,18 @@ impl Store for PgStore {
 
     async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport> {
         run::maintain(self, now, max_rows).await
+    }
+
+    async fn leader_acquire(&self, params: &taskd_store::LeaderParams) -> StoreResult<bool> {
+        run::leader_acquire(self, params).await
+    }
+
+    async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()> {
+        run::leader_release(self, name, holder).await
+    }
+
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        Some(self.ready.clone())
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {

@@ -20,12 +20,12 @@ use taskd_store::{
     ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
     ReportParams, RunOutcome, StoreResult,
 };
-use taskd_store_sql::run_plan::decide;
+use taskd_store_sql::run_plan::{LEASE_EXPIRED_CODE, abandons, decide, lease_expired_message};
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
 use crate::control::write_task;
 use crate::tasks::{count_move, load_by_id_for_update};
-use crate::{PgStore, begin_write, db};
+use crate::{PgStore, begin_write, db, give_up};
 
 /// At most this many tasks are looked at per claim (each gets an equal share).
 const MAX_CANDIDATE_TASKS: u32 = 64;
@@ -104,7 +104,7 @@ pub(crate) async fn claim(
     let global_running: i64 = running.iter().map(|(_, n)| n).sum();
     let mut budget = (i64::from(limits.max_running) - global_running).min(i64::from(max));
     if budget <= 0 {
-        return Ok(Vec::new());
+        return give_up(tx, Vec::new()).await;
     }
 
     let candidates: Vec<Candidate> = sqlx::query_as(CANDIDATES_SQL)
@@ -116,7 +116,7 @@ pub(crate) async fn claim(
         .await
         .map_err(db)?;
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return give_up(tx, Vec::new()).await;
     }
     let served_seq: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(served_seq), 0) + 1 FROM tasks WHERE runnable")
@@ -378,9 +378,9 @@ pub(crate) async fn report(
     Ok(outcomes)
 }
 
-pub(crate) const RETRIES_DUE_SQL: &str = "SELECT id, task_id FROM sub_tasks \
+pub(crate) const RETRIES_DUE_SQL: &str = "SELECT id, task_id, lease_expiries FROM sub_tasks \
      WHERE state = 'retry_waiting' AND ready_at <= $1 ORDER BY ready_at LIMIT $2";
-pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id FROM sub_tasks \
+pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id, lease_expiries FROM sub_tasks \
      WHERE state = 'processing' AND lease_until < $1 ORDER BY lease_until LIMIT $2";
 
 pub(crate) async fn maintain(
@@ -388,81 +388,125 @@ pub(crate) async fn maintain(
     now: Timestamp,
     max_rows: u32,
 ) -> StoreResult<MaintenanceReport> {
-    let retries = requeue(
-        store,
-        RETRIES_DUE_SQL,
-        SubTaskState::RetryWaiting,
-        now,
-        max_rows,
-    )
-    .await?;
-    let leases = requeue(
-        store,
-        LEASES_EXPIRED_SQL,
-        SubTaskState::Processing,
-        now,
-        max_rows,
-    )
-    .await?;
+    let retries = requeue(store, Requeue::RetriesDue, now, max_rows).await?;
+    let leases = requeue(store, Requeue::LeasesExpired, now, max_rows).await?;
     Ok(MaintenanceReport {
-        retries_released: retries,
-        leases_expired: leases,
-        more: retries == u64::from(max_rows) || leases == u64::from(max_rows),
+        retries_released: retries.requeued,
+        leases_expired: leases.requeued,
+        leases_abandoned: leases.abandoned,
+        more: retries.rows == u64::from(max_rows) || leases.rows == u64::from(max_rows),
     })
 }
 
-/// Puts the sub-tasks `select_sql` finds (all in `from`) back in the queue, claimable now
-/// (a due retry keeps its due time, which is not later than now). A row that changed
-/// between the lookup and its task's lock (reported, stopped) is left alone.
+/// What `requeue` does to the sub-tasks one select finds.
+#[derive(Clone, Copy)]
+enum Requeue {
+    RetriesDue,
+    LeasesExpired,
+}
+
+#[derive(Default)]
+struct Requeued {
+    rows: u64,
+    requeued: u64,
+    abandoned: u64,
+}
+
+// Guarded by the state read before the task's lock; what changed since stays put (a
+// processing row only while its lease is still the expired one).
+const REQUEUE_SQL: &str = "UPDATE sub_tasks SET state = 'waiting', \
+     ready_at = LEAST(COALESCE(ready_at, $1), $1), lease_expiries = lease_expiries + $2, \
+     lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+     WHERE id = ANY($3) AND state = $4 AND (state <> 'processing' OR lease_until < $1)";
+const ABANDON_SQL: &str = "UPDATE sub_tasks SET state = 'failed', \
+     lease_expiries = lease_expiries + 1, error_code = $2, error_msg = $3, \
+     lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+     WHERE id = ANY($4) AND state = 'processing' AND lease_until < $1";
+
+/// Puts the sub-tasks the select finds back in the queue, claimable now (a due retry
+/// keeps its due time, which is not later than now). An expired lease counts against
+/// the sub-task; at `LEASE_EXPIRIES_BEFORE_FAILURE` it fails instead.
 async fn requeue(
     store: &PgStore,
-    select_sql: &'static str,
-    from: SubTaskState,
+    what: Requeue,
     now: Timestamp,
     max_rows: u32,
-) -> StoreResult<u64> {
+) -> StoreResult<Requeued> {
+    let (select_sql, from) = match what {
+        Requeue::RetriesDue => (RETRIES_DUE_SQL, SubTaskState::RetryWaiting),
+        Requeue::LeasesExpired => (LEASES_EXPIRED_SQL, SubTaskState::Processing),
+    };
+    let expired = matches!(what, Requeue::LeasesExpired);
     let mut tx = begin_write(store).await?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(select_sql)
+    let rows: Vec<(i64, i64, i32)> = sqlx::query_as(select_sql)
         .bind(now.0)
         .bind(i64::from(max_rows))
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+    let mut done = Requeued {
+        rows: rows.len() as u64,
+        ..Requeued::default()
+    };
     if rows.is_empty() {
-        return Ok(0);
+        return give_up(tx, done).await;
     }
-    let mut by_task: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for (id, task_id) in &rows {
-        by_task.entry(*task_id).or_default().push(*id);
+    // Per task, in id order (the lock order): (to requeue, to abandon).
+    let mut by_task: BTreeMap<i64, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    for (id, task_id, expiries) in &rows {
+        let ids = by_task.entry(*task_id).or_default();
+        if expired && abandons(i64::from(*expiries)) {
+            ids.1.push(*id);
+        } else {
+            ids.0.push(*id);
+        }
     }
-    let mut moved = 0_u64;
-    for (task_id, ids) in by_task {
+    let message = lease_expired_message();
+    for (task_id, (requeue_ids, abandon_ids)) in by_task {
         let Some(task) = load_by_id_for_update(&mut tx, Id(task_id)).await? else {
             continue;
         };
-        // Guarded by the state read before the lock; what changed since stays put.
-        let changed = sqlx::query(
-            "UPDATE sub_tasks SET state = 'waiting', ready_at = LEAST(COALESCE(ready_at, $1), $1), \
-             lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-             WHERE id = ANY($2) AND state = $3 AND (state <> 'processing' OR lease_until < $1)",
-        )
-        .bind(now.0)
-        .bind(&ids)
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if changed == 0 {
+        let requeued = if requeue_ids.is_empty() {
+            0
+        } else {
+            sqlx::query(REQUEUE_SQL)
+                .bind(now.0)
+                .bind(i32::from(expired))
+                .bind(&requeue_ids)
+                .bind(from.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected()
+        };
+        let abandoned = if abandon_ids.is_empty() {
+            0
+        } else {
+            sqlx::query(ABANDON_SQL)
+                .bind(now.0)
+                .bind(LEASE_EXPIRED_CODE)
+                .bind(&message)
+                .bind(&abandon_ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected()
+        };
+        if requeued + abandoned == 0 {
             continue;
         }
         let mut progress = task.progress;
-        progress.move_n(from, SubTaskState::Waiting, changed as i64);
-        settle(&mut tx, &task, progress, true, now).await?;
-        moved += changed;
+        progress.move_n(from, SubTaskState::Waiting, requeued as i64);
+        progress.move_n(from, SubTaskState::Failed, abandoned as i64);
+        settle(&mut tx, &task, progress, requeued > 0, now).await?;
+        done.requeued += requeued;
+        done.abandoned += abandoned;
+    }
+    if done.requeued > 0 {
+        crate::wakeups::notify_ready(&mut tx).await?;
     }
     tx.commit().await.map_err(db)?;
-    Ok(moved)
+    Ok(done)
 }
 
 pub(crate) const NEXT_DUE_SQL: &str = "SELECT LEAST( \
@@ -478,4 +522,36 @@ pub(crate) async fn next_due(store: &PgStore, now: Timestamp) -> StoreResult<Opt
         .await
         .map_err(db)?;
     Ok(due.map(Timestamp))
+}
+
+const LEADER_ACQUIRE_SQL: &str = "INSERT INTO leaders (name, holder, until) VALUES ($1, $2, $3) \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+     WHERE leaders.holder = excluded.holder OR leaders.until < $4";
+
+/// One statement: `INSERT ... ON CONFLICT DO UPDATE ... WHERE` takes the row lock, so of
+/// two nodes racing for a lapsed term exactly one updates the row.
+pub(crate) async fn leader_acquire(
+    store: &PgStore,
+    p: &taskd_store::LeaderParams,
+) -> StoreResult<bool> {
+    let won = sqlx::query(LEADER_ACQUIRE_SQL)
+        .bind(&p.name)
+        .bind(&p.holder)
+        .bind(p.until.0)
+        .bind(p.now.0)
+        .execute(&store.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    Ok(won == 1)
+}
+
+pub(crate) async fn leader_release(store: &PgStore, name: &str, holder: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM leaders WHERE name = $1 AND holder = $2")
+        .bind(name)
+        .bind(holder)
+        .execute(&store.pool)
+        .await
+        .map_err(db)?;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use taskd_store::{
 };
 
 use crate::rows::{SubTaskRow, TaskRow, corrupt, sub_task_columns, task_columns};
-use crate::{PgStore, begin_read, begin_write, db};
+use crate::{PgStore, begin_read, begin_write, db, give_up};
 
 /// Hands out `n + 1` ids (a task and its `n` sub-tasks) and returns the last. The row
 /// lock this takes is held until commit: it orders every task insert on every node.
@@ -112,6 +112,9 @@ pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreRe
     }
 
     count_add(&mut tx, &new.scope, app_id.as_deref(), &new.kind, state, 1).await?;
+    if runnable {
+        crate::wakeups::notify_ready(&mut tx).await?;
+    }
     tx.commit().await.map_err(db)?;
 
     Ok(Task {
@@ -423,10 +426,10 @@ pub(crate) async fn delete(
 ) -> StoreResult<TaskDeleteOutcome> {
     let mut tx = begin_write(store).await?;
     let Some(task) = load_for_update(&mut tx, scope, id).await? else {
-        return Ok(TaskDeleteOutcome::NotFound);
+        return give_up(tx, TaskDeleteOutcome::NotFound).await;
     };
     if !task.state.is_finished() {
-        return Ok(TaskDeleteOutcome::NotFinished(task.state));
+        return give_up(tx, TaskDeleteOutcome::NotFinished(task.state)).await;
     }
     // There is no foreign key (see the migration): the sub-tasks go explicitly, and their
     // number must be what the counters say.

@@ -37,3 +37,36 @@ pub fn decide(task: &Task, retries: i64, outcome: &RunOutcome, now: Timestamp) -
         },
     }
 }
+
+/// `error_code` of a sub-task failed because its executors kept losing it (see
+/// [`taskd_store::LEASE_EXPIRIES_BEFORE_FAILURE`]).
+pub const LEASE_EXPIRED_CODE: &str = "LEASE_EXPIRED";
+
+/// Whether a lease expiring now, after `expiries_so_far` earlier ones, fails its sub-task
+/// instead of queueing it again: an executor that dies on a sub-task every time (a poison
+/// pill) would otherwise have it handed out forever.
+pub fn abandons(expiries_so_far: i64) -> bool {
+    expiries_so_far + 1 >= i64::from(taskd_store::LEASE_EXPIRIES_BEFORE_FAILURE)
+}
+
+/// `error_msg` of such a sub-task.
+pub fn lease_expired_message() -> String {
+    format!(
+        "The executor's lease expired {} times without a result (it stopped heartbeating or \
+         crashed); the sub-task is failed so it is not handed out forever. Retry it to run it again.",
+        taskd_store::LEASE_EXPIRIES_BEFORE_FAILURE
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_allowed_expiry_abandons() {
+        let limit = i64::from(taskd_store::LEASE_EXPIRIES_BEFORE_FAILURE);
+        assert!(!abandons(0));
+        assert!(!abandons(limit - 2));
+        assert!(abandons(limit - 1));
+    }
+}

@@ -106,6 +106,7 @@ macro_rules! control_sets {
         "ready_at = CASE ?1 WHEN 'stop' THEN NULL WHEN 'retry' THEN ?2 \
                     ELSE COALESCE(ready_at, ?2) END, \
          retries = CASE ?1 WHEN 'retry' THEN 0 ELSE retries END, \
+         lease_expiries = CASE ?1 WHEN 'retry' THEN 0 ELSE lease_expiries END, \
          lease_owner = CASE ?1 WHEN 'confirm' THEN lease_owner ELSE NULL END, \
          lease_until = CASE ?1 WHEN 'confirm' THEN lease_until ELSE NULL END"
     };

@@ -249,6 +249,14 @@ impl Store for SqliteStore {
         run::maintain(self, now, max_rows).await
     }
 
+    async fn leader_acquire(&self, params: &taskd_store::LeaderParams) -> StoreResult<bool> {
+        run::leader_acquire(self, params).await
+    }
+
+    async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()> {
+        run::leader_release(self, name, holder).await
+    }
+
     async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
         run::next_due(self, now).await
     }

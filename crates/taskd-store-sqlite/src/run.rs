@@ -12,7 +12,7 @@ use taskd_store::{
     ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
     ReportParams, RunOutcome, StoreResult,
 };
-use taskd_store_sql::run_plan::decide;
+use taskd_store_sql::run_plan::{LEASE_EXPIRED_CODE, abandons, decide, lease_expired_message};
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
 use crate::control::write_task;
@@ -369,9 +369,9 @@ pub(crate) async fn report(
     Ok(outcomes)
 }
 
-pub(crate) const RETRIES_DUE_SQL: &str = "SELECT id, task_id FROM sub_tasks \
+pub(crate) const RETRIES_DUE_SQL: &str = "SELECT id, task_id, lease_expiries FROM sub_tasks \
      WHERE state = 'retry_waiting' AND ready_at <= ? ORDER BY ready_at LIMIT ?";
-pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id FROM sub_tasks \
+pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id, lease_expiries FROM sub_tasks \
      WHERE state = 'processing' AND lease_until < ? ORDER BY lease_until LIMIT ?";
 
 pub(crate) async fn maintain(
@@ -379,79 +379,109 @@ pub(crate) async fn maintain(
     now: Timestamp,
     max_rows: u32,
 ) -> StoreResult<MaintenanceReport> {
-    let retries = requeue(
-        store,
-        RETRIES_DUE_SQL,
-        SubTaskState::RetryWaiting,
-        now,
-        max_rows,
-    )
-    .await?;
-    let leases = requeue(
-        store,
-        LEASES_EXPIRED_SQL,
-        SubTaskState::Processing,
-        now,
-        max_rows,
-    )
-    .await?;
+    let retries = requeue(store, Requeue::RetriesDue, now, max_rows).await?;
+    let leases = requeue(store, Requeue::LeasesExpired, now, max_rows).await?;
     Ok(MaintenanceReport {
-        retries_released: retries,
-        leases_expired: leases,
-        more: retries == u64::from(max_rows) || leases == u64::from(max_rows),
+        retries_released: retries.requeued,
+        leases_expired: leases.requeued,
+        leases_abandoned: leases.abandoned,
+        more: retries.rows == u64::from(max_rows) || leases.rows == u64::from(max_rows),
     })
 }
 
-/// Puts the sub-tasks `select_sql` finds (all in `from`) back in the queue, claimable now
-/// (a due retry keeps its due time, which is not later than now).
+/// What `requeue` does to the sub-tasks one select finds.
+#[derive(Clone, Copy)]
+enum Requeue {
+    RetriesDue,
+    LeasesExpired,
+}
+
+#[derive(Default)]
+struct Requeued {
+    rows: u64,
+    requeued: u64,
+    abandoned: u64,
+}
+
+const REQUEUE_SQL: &str = "UPDATE sub_tasks SET state = 'waiting', \
+     ready_at = MIN(COALESCE(ready_at, ?1), ?1), lease_expiries = lease_expiries + ?2, \
+     lease_owner = NULL, lease_until = NULL, updated_at = ?1 WHERE id = ?3 AND state = ?4";
+const ABANDON_SQL: &str = "UPDATE sub_tasks SET state = 'failed', \
+     lease_expiries = lease_expiries + 1, error_code = ?2, error_msg = ?3, \
+     lease_owner = NULL, lease_until = NULL, updated_at = ?1 WHERE id = ?4 AND state = 'processing'";
+
+/// Puts the sub-tasks the select finds back in the queue, claimable now (a due retry
+/// keeps its due time, which is not later than now). An expired lease counts against
+/// the sub-task; at `LEASE_EXPIRIES_BEFORE_FAILURE` it fails instead.
 async fn requeue(
     store: &SqliteStore,
-    select_sql: &'static str,
-    from: SubTaskState,
+    what: Requeue,
     now: Timestamp,
     max_rows: u32,
-) -> StoreResult<u64> {
+) -> StoreResult<Requeued> {
+    let (select_sql, from) = match what {
+        Requeue::RetriesDue => (RETRIES_DUE_SQL, SubTaskState::RetryWaiting),
+        Requeue::LeasesExpired => (LEASES_EXPIRED_SQL, SubTaskState::Processing),
+    };
     let mut tx = begin_write(store).await?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(select_sql)
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(select_sql)
         .bind(now.0)
         .bind(i64::from(max_rows))
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+    let mut done = Requeued {
+        rows: rows.len() as u64,
+        ..Requeued::default()
+    };
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(done);
     }
-    let mut by_task: HashMap<i64, i64> = HashMap::new();
-    for (id, task_id) in &rows {
-        let changed = sqlx::query(
-            "UPDATE sub_tasks SET state = 'waiting', ready_at = MIN(COALESCE(ready_at, ?1), ?1), \
-             lease_owner = NULL, lease_until = NULL, updated_at = ?1 WHERE id = ?2 AND state = ?3",
-        )
-        .bind(now.0)
-        .bind(id)
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
+    // Per task: (requeued, abandoned).
+    let mut by_task: HashMap<i64, (i64, i64)> = HashMap::new();
+    for (id, task_id, expiries) in &rows {
+        let expired = matches!(what, Requeue::LeasesExpired);
+        let abandon = expired && abandons(*expiries);
+        let query = if abandon {
+            sqlx::query(ABANDON_SQL)
+                .bind(now.0)
+                .bind(LEASE_EXPIRED_CODE)
+                .bind(lease_expired_message())
+                .bind(id)
+        } else {
+            sqlx::query(REQUEUE_SQL)
+                .bind(now.0)
+                .bind(i64::from(expired))
+                .bind(id)
+                .bind(from.as_str())
+        };
+        let changed = query.execute(&mut *tx).await.map_err(db)?.rows_affected();
         if changed != 1 {
             return Err(corrupt(format!(
                 "sub-task {} changed under the write lock",
                 Id(*id)
             )));
         }
-        *by_task.entry(*task_id).or_default() += 1;
+        let counts = by_task.entry(*task_id).or_default();
+        if abandon {
+            counts.1 += 1;
+        } else {
+            counts.0 += 1;
+        }
     }
-    for (task_id, n) in by_task {
+    for (task_id, (requeued, abandoned)) in by_task {
         let task = load_by_id(&mut tx, Id(task_id))
             .await?
             .ok_or_else(|| corrupt(format!("sub-task of a missing task {}", Id(task_id))))?;
         let mut progress = task.progress;
-        progress.move_n(from, SubTaskState::Waiting, n);
-        settle(&mut tx, &task, progress, true, now).await?;
+        progress.move_n(from, SubTaskState::Waiting, requeued);
+        progress.move_n(from, SubTaskState::Failed, abandoned);
+        settle(&mut tx, &task, progress, requeued > 0, now).await?;
+        done.requeued += requeued as u64;
+        done.abandoned += abandoned as u64;
     }
     tx.commit().await.map_err(db)?;
-    Ok(rows.len() as u64)
+    Ok(done)
 }
 
 pub(crate) const NEXT_DUE_SQL: &str = "SELECT MIN(t) FROM ( \
@@ -471,4 +501,42 @@ pub(crate) async fn next_due(
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(due.map(Timestamp))
+}
+
+const LEADER_ACQUIRE_SQL: &str = "INSERT INTO leaders (name, holder, until) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+     WHERE leaders.holder = excluded.holder OR leaders.until < ?4";
+
+pub(crate) async fn leader_acquire(
+    store: &SqliteStore,
+    p: &taskd_store::LeaderParams,
+) -> StoreResult<bool> {
+    let mut tx = begin_write(store).await?;
+    let won = sqlx::query(LEADER_ACQUIRE_SQL)
+        .bind(&p.name)
+        .bind(&p.holder)
+        .bind(p.until.0)
+        .bind(p.now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    tx.commit().await.map_err(db)?;
+    Ok(won == 1)
+}
+
+pub(crate) async fn leader_release(
+    store: &SqliteStore,
+    name: &str,
+    holder: &str,
+) -> StoreResult<()> {
+    let mut tx = begin_write(store).await?;
+    sqlx::query("DELETE FROM leaders WHERE name = ? AND holder = ?")
+        .bind(name)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(())
 }

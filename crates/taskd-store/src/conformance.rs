@@ -94,6 +94,8 @@ macro_rules! store_conformance_tests {
             run_results_are_fenced_by_project,
             run_concurrent_claims_never_double_lease,
             run_maintenance_is_bounded,
+            run_repeatedly_expiring_leases_fail_the_sub_task,
+            run_one_leader_at_a_time,
             device_round_trip_and_update,
             device_gateways,
             device_freeze_rules,

@@ -263,6 +263,24 @@ pub enum ReportOutcome {
     LeaseLost,
 }
 
+/// Expired leases a sub-task may have before maintenance fails it instead of queueing it
+/// again. An executor that dies on one sub-task every time (a poison pill: it crashes the
+/// worker, or never finishes) would otherwise have it handed out forever, taking a
+/// worker down each time. A user retry starts the count over.
+pub const LEASE_EXPIRIES_BEFORE_FAILURE: u32 = 5;
+
+/// A node's claim on leading a cluster-wide job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderParams {
+    /// The job (`"maintenance"`).
+    pub name: String,
+    /// The node asking (unique per process).
+    pub holder: String,
+    pub now: Timestamp,
+    /// How long the leadership lasts unless renewed.
+    pub until: Timestamp,
+}
+
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MaintenanceReport {
@@ -270,6 +288,9 @@ pub struct MaintenanceReport {
     pub retries_released: u64,
     /// Sub-tasks whose lease expired, queued again for another attempt.
     pub leases_expired: u64,
+    /// Sub-tasks whose lease expired for the [`LEASE_EXPIRIES_BEFORE_FAILURE`]th time,
+    /// failed instead (error code `LEASE_EXPIRED`).
+    pub leases_abandoned: u64,
     /// The pass stopped at its row bound; call again.
     pub more: bool,
 }
@@ -338,6 +359,23 @@ pub trait Store: Send + Sync + 'static {
     /// One bounded maintenance pass: retries that are due go back to the queue, expired
     /// leases return their sub-tasks for another attempt. At most `max_rows` of each.
     async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport>;
+
+    /// Takes or renews the leadership of a job: true when `holder` leads it until
+    /// `until` (it led already, or the last leader's term lapsed before `now`), false
+    /// when another node leads it. One atomic statement, so two nodes never both win.
+    async fn leader_acquire(&self, params: &LeaderParams) -> StoreResult<bool>;
+
+    /// Gives up a leadership `holder` has (at shutdown), so another node takes over at
+    /// once instead of when the term lapses. Does nothing if `holder` does not lead.
+    async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()>;
+
+    /// A push channel for "sub-tasks may have become claimable", fed by every node that
+    /// shares this store (PostgreSQL: `LISTEN`/`NOTIFY`). `None` when the backend has
+    /// none; the engine then relies on its own wake-ups and polling, which is also the
+    /// fallback when a notification is lost (a reconnect, say).
+    fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 
     /// The earliest future moment something becomes due (a schedule time, a retry, a
     /// lease expiry), so the runner can sleep until then.

@@ -33,7 +33,10 @@ const SK: &str = "bench-secret-key-0123456789abcdefghijkl";
 const DEPTH: usize = 20_000;
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    mode: Option<BenchMode>,
     /// Tasks stored before measuring list latency.
     #[arg(long, default_value_t = 1_000_000)]
     tasks: usize,
@@ -55,7 +58,17 @@ pub struct BenchArgs {
     creates: usize,
 }
 
+/// Without a mode: the API latency figures.
+#[derive(clap::Subcommand, Debug)]
+enum BenchMode {
+    /// Sub-tasks run per second (claim, report) with one or more nodes on one database.
+    Throughput(crate::bench_run::ThroughputArgs),
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchMode::Throughput(throughput)) = args.mode {
+        return crate::bench_run::run(throughput).await;
+    }
     if args.tasks < DEPTH + 100 || args.targets < DEPTH + 100 {
         bail!(
             "--tasks and --targets must exceed {} to measure a page {DEPTH} deep",

@@ -6,6 +6,7 @@
 
 mod backend;
 mod bench;
+mod bench_run;
 mod credentials;
 mod logging;
 mod serve;

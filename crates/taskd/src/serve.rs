@@ -63,6 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
     );
+    tracing::info!(node = %engine.config().node_id, "engine started");
     let runner = Runner::start(engine.clone());
     let app = taskd_api::router(AppState::with_engine(
         engine,

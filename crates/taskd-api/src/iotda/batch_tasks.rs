@@ -253,7 +253,14 @@ fn new_task(
             ));
         }
         targets_filter_json = Some(filter.to_string());
-        TargetSource::Filter
+        let mut group_ids: Vec<String> = group_ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect();
+        group_ids.sort();
+        group_ids.dedup();
+        TargetSource::Groups(group_ids)
     } else if let Some(file_id) = document_source.clone() {
         if !v::takes_document_source(&kind) {
             return Err(invalid(format!(

@@ -149,6 +149,15 @@ impl From<EngineError> for IotdaError {
             EngineError::FileNotFound(id) => IotdaError::InvalidInput(format!(
                 "document_source {id} is not an uploaded batch task file."
             )),
+            EngineError::GroupNotFound(id) => IotdaError::InvalidInput(format!(
+                "targets_filter.group_ids: device group {id} does not exist."
+            )),
+            EngineError::GroupsEmpty => IotdaError::InvalidInput(
+                "targets_filter.group_ids: the device groups have no devices.".into(),
+            ),
+            e @ EngineError::TooManyTargets { .. } => {
+                IotdaError::InvalidInput(format!("targets_filter.group_ids: {e}."))
+            }
             EngineError::Store(e) => e.into(),
         }
     }

@@ -620,13 +620,74 @@ async fn ops_are_refused_for_task_types_that_lack_them() {
 }
 
 #[tokio::test]
-async fn group_filter_tasks_start_initializing() {
+async fn group_filters_resolve_to_the_members_at_creation() {
     let app = TestApp::new().await;
-    let r = app
-        .call(Call::new("POST", &batchtasks()).json(json!({"task_name": "t", "task_type": "firmwareUpgrade", "targets_filter": {"group_ids": ["g1"]}, "document": {"package_id": "p"}})))
+    let devices = format!("/v5/iot/{P1}/devices");
+    for node in ["a", "b", "c", "d"] {
+        let r = app
+            .call(Call::new("POST", &devices).json(json!({"product_id": "p", "node_id": node})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let groups = format!("/v5/iot/{P1}/device-group");
+    let mut gids = Vec::new();
+    for (name, members) in [("north", ["p_a", "p_b"]), ("south", ["p_b", "p_c"])] {
+        let g = app
+            .call(Call::new("POST", &groups).json(json!({"name": name})))
+            .await;
+        let gid = g.body["group_id"].as_str().unwrap().to_string();
+        for device_id in members {
+            let path = format!("{groups}/{gid}/action");
+            let r = app
+                .call(Call {
+                    query: &[("action_id", "addDevice"), ("device_id", device_id)],
+                    ..Call::new("POST", &path)
+                })
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+        gids.push(gid);
+    }
+    let empty = app
+        .call(Call::new("POST", &groups).json(json!({"name": "empty"})))
         .await;
+    let empty = empty.body["group_id"].as_str().unwrap().to_string();
+    let path = batchtasks();
+    let create = |group_ids: Value| {
+        Call::new("POST", &path).json(json!({"task_name": "t", "task_type": "firmwareUpgrade", "targets_filter": {"group_ids": group_ids}, "document": {"package_id": "p"}}))
+    };
+
+    // Both groups, p_b in each: one sub-task per distinct member, the filter echoed back.
+    let r = app.call(create(json!([gids[0], gids[1], gids[0]]))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(r.body["status"], "Initializing");
-    assert_eq!(r.body["task_progress"]["total"], 0);
-    assert_eq!(r.body["targets_filter"], json!({"group_ids": ["g1"]}));
+    assert_eq!(r.body["status"], "Waitting");
+    assert_eq!(r.body["task_progress"]["total"], 3);
+    assert_eq!(r.body["targets_filter"]["group_ids"][1], gids[1].as_str());
+    let id = r.body["task_id"].as_str().unwrap().to_string();
+    let details = app.call(Call::new("GET", &task_path(&id))).await;
+    let mut targets: Vec<&str> = details.body["task_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["target"].as_str().unwrap())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["p_a", "p_b", "p_c"]);
+
+    // A group that does not exist (or holds no devices) is refused, and nothing is created.
+    let before = app.call(Call::new("GET", &batchtasks())).await.body["page"]["count"].clone();
+    for group_ids in [
+        json!([gids[0], "00000000-0000-0000-0000-000000000000"]),
+        json!([empty]),
+    ] {
+        let r = app.call(create(group_ids.clone())).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "IOTDA.000006"),
+            "{group_ids}: {}",
+            r.body
+        );
+    }
+    let after = app.call(Call::new("GET", &batchtasks())).await.body["page"]["count"].clone();
+    assert_eq!(before, after);
 }

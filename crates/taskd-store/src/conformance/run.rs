@@ -550,3 +550,124 @@ pub async fn run_maintenance_is_bounded(store: Arc<dyn Store>) {
     assert_eq!(task.progress.waiting, 25);
     assert_eq!(claim_all(store, "p1", at(61_001)).await.len(), 25);
 }
+
+pub async fn run_repeatedly_expiring_leases_fail_the_sub_task(store: Arc<dyn Store>) {
+    let store = &*store;
+    let s = scope("p1", "i1");
+    let t = insert_with_targets(store, &s, "t", &["poison", "fine"], T0).await;
+    let limit = i64::from(crate::LEASE_EXPIRIES_BEFORE_FAILURE);
+    let mut now = 0;
+    // Every claim of "poison" dies (its lease expires); "fine" succeeds on its first run.
+    for round in 1..=limit {
+        let claimed = claim_all(store, "p1", at(now)).await;
+        let poison = claimed
+            .iter()
+            .find(|c| c.target == "poison")
+            .expect("poison is handed out again until the limit");
+        assert_eq!(poison.attempt as i64, round);
+        if let Some(fine) = claimed.iter().find(|c| c.target == "fine") {
+            report(store, Some("p1"), vec![ok(fine, "done")], at(now + 1)).await;
+        }
+        now = poison.lease_until.0 + 1;
+        let m = store.maintain(at(now), 100).await.unwrap();
+        if round < limit {
+            assert_eq!(
+                (m.leases_expired, m.leases_abandoned),
+                (1, 0),
+                "round {round}"
+            );
+        } else {
+            assert_eq!(
+                (m.leases_expired, m.leases_abandoned),
+                (0, 1),
+                "round {round}"
+            );
+        }
+    }
+    let poison = sub_task(store, &s, t.id, "poison").await;
+    assert_eq!(poison.state, SubTaskState::Failed);
+    assert_eq!(poison.error_code.as_deref(), Some("LEASE_EXPIRED"));
+    assert!(poison.error_msg.unwrap().contains("expired"));
+    let task = check(store, &s, t.id).await;
+    assert_eq!(task.state, TaskState::PartiallySucceeded);
+    assert!(claim_all(store, "p1", at(now + 1)).await.is_empty());
+
+    // A user retry starts the count over: the next expiry queues it again.
+    applied(
+        control(
+            store,
+            &s,
+            t.id,
+            ControlOp::Retry,
+            Some(&["poison"]),
+            at(now + 2),
+        )
+        .await,
+    );
+    let again = claim_all(store, "p1", at(now + 3)).await.remove(0);
+    let m = store
+        .maintain(at(again.lease_until.0 + 1), 100)
+        .await
+        .unwrap();
+    assert_eq!((m.leases_expired, m.leases_abandoned), (1, 0));
+    check(store, &s, t.id).await;
+}
+
+pub async fn run_one_leader_at_a_time(store_arc: Arc<dyn Store>) {
+    let store = &*store_arc;
+    let ask = |holder: &str, now: i64| crate::LeaderParams {
+        name: "maintenance".to_owned(),
+        holder: holder.to_owned(),
+        now: at(now),
+        until: at(now + 10_000),
+    };
+    assert!(
+        store.leader_acquire(&ask("a", 0)).await.unwrap(),
+        "a free term"
+    );
+    assert!(
+        !store.leader_acquire(&ask("b", 1_000)).await.unwrap(),
+        "a leads"
+    );
+    assert!(
+        store.leader_acquire(&ask("a", 5_000)).await.unwrap(),
+        "a renews"
+    );
+    assert!(
+        !store.leader_acquire(&ask("b", 14_000)).await.unwrap(),
+        "renewed until 15 s"
+    );
+    assert!(
+        store.leader_acquire(&ask("b", 15_001)).await.unwrap(),
+        "a's term lapsed"
+    );
+    assert!(
+        !store.leader_acquire(&ask("a", 15_002)).await.unwrap(),
+        "b leads now"
+    );
+    // Other jobs are elected apart.
+    let other = crate::LeaderParams {
+        name: "retention".to_owned(),
+        ..ask("a", 15_003)
+    };
+    assert!(store.leader_acquire(&other).await.unwrap());
+
+    // Releasing: only the holder can, and the next asker wins at once.
+    store.leader_release("maintenance", "a").await.unwrap();
+    assert!(
+        !store.leader_acquire(&ask("c", 15_004)).await.unwrap(),
+        "a could not release b's term"
+    );
+    store.leader_release("maintenance", "b").await.unwrap();
+    assert!(store.leader_acquire(&ask("c", 15_005)).await.unwrap());
+
+    // Racing for a lapsed term: exactly one wins.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = store_arc.clone();
+        let p = ask(&format!("r{i}"), 100_000);
+        racers.spawn(async move { store.leader_acquire(&p).await.unwrap() });
+    }
+    let won = racers.join_all().await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}

@@ -1,0 +1,62 @@
+//! Wake-ups across nodes: a write that makes sub-tasks claimable sends
+//! `NOTIFY taskd_ready` in its transaction (delivered at commit, dropped on rollback), and
+//! every node LISTENs and wakes its long-polling claims. Polling stays the fallback, so a
+//! notification lost to a reconnect only delays work by one poll interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use sqlx::postgres::{PgListener, PgPool};
+use taskd_store::StoreResult;
+use tokio::sync::Notify;
+
+use crate::db;
+
+/// One channel for the whole database. Stores in other schemas of the same database
+/// (tests) share it; for them a notification is a harmless extra look.
+pub(crate) const CHANNEL: &str = "taskd_ready";
+
+/// Queues the notification in the caller's transaction.
+pub(crate) async fn notify_ready(conn: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Runs until aborted (`PgStore::close`): LISTENs and wakes `ready` per notification.
+/// While the database is away it retries every second; after a reconnect it wakes once,
+/// since notifications sent meanwhile are lost.
+pub(crate) async fn listen(pool: PgPool, ready: Arc<Notify>) {
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN {CHANNEL} failed; polling meanwhile");
+                } else {
+                    ready.notify_waiters();
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(_)) => ready.notify_waiters(),
+                            // The connection dropped; the next call reconnects and
+                            // listens again. What was sent meanwhile is lost: look once.
+                            Ok(None) => ready.notify_waiters(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection lost; polling meanwhile");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "LISTEN connection failed"),
+        }
+        if pool.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

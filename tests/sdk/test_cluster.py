@@ -1,0 +1,246 @@
+"""Several `taskd serve` nodes on one PostgreSQL database: any node serves any request, a node killed with SIGKILL
+midway loses nothing, maintenance fails over to a new leader, and a database restart mid-task is survived.
+
+Runs in the PostgreSQL pass of scripts/test (TASKD_SDK_POSTGRES_URL); the embedded store is one process by design.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from huaweicloudsdkiotda.v5 import ListDevicesRequest
+
+from taskd_sdk import (POSTGRES_URL, TASKD_BIN, Api, Creds, TaskdServer, free_port, new_ak, new_project_id, new_sk,
+                       progress, wait_for, write_xlsx)
+
+pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="a cluster shares a PostgreSQL database "
+                                                          "(the PostgreSQL pass of scripts/test runs it)")
+
+FINAL = ("Success", "Fail", "PartialSuccess", "Stopped")
+
+
+def start_cluster(tmp_path: Path, n: int, database_url: str | None = None) -> list[TaskdServer]:
+    bootstrap = Creds(new_project_id(), new_ak(), new_sk())
+    first = TaskdServer(tmp_path / "node0", name="node0", bootstrap=bootstrap, database_url=database_url)
+    nodes = [first] + [TaskdServer(tmp_path / f"node{i}", name=f"node{i}", bootstrap=bootstrap,
+                                   database_url=first.database_url) for i in range(1, n)]
+    for node in nodes:
+        node.start()
+    return nodes
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    nodes = start_cluster(tmp_path, 3)
+    yield nodes
+    for node in nodes:
+        node.kill()
+    nodes[0].drop_database()
+
+
+def api_on(node: TaskdServer) -> Api:
+    return Api(node.url, node.bootstrap)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def log_of(node: TaskdServer) -> str:
+    return ANSI.sub("", node.log_text(limit=10**8))
+
+
+def leaders(nodes) -> list[TaskdServer]:
+    """Nodes whose last leadership line says they lead (the log is the operator's view of it)."""
+    led = []
+    for node in nodes:
+        lines = re.findall(r"this node (leads|no longer leads) maintenance", log_of(node))
+        if lines and lines[-1] == "leads":
+            led.append(node)
+    return led
+
+
+def device_count(api: Api) -> int:
+    return api.client.list_devices(ListDevicesRequest(limit=1)).page.count
+
+
+def test_any_node_serves_any_request(cluster):
+    created = api_on(cluster[0]).create_upgrade(targets=["dev_1", "dev_2"])
+    for node in cluster:
+        shown = api_on(node).show(created.task_id)
+        assert shown.batchtask.task_id == created.task_id
+        assert progress(shown.batchtask)["total"] == 2
+    api_on(cluster[2]).stop(created.task_id)
+    assert api_on(cluster[1]).show(created.task_id).batchtask.status == "Stopped"
+
+
+def test_a_node_killed_midway_loses_nothing(cluster, big_sheets):
+    """30,000 createDevices sub-tasks run by the registry executors of three nodes; one node is SIGKILLed while it
+    holds leases. The others finish its work after the leases expire; every device is created exactly once (a
+    second creation would fail its sub-task: the device would exist), and the counters equal the sub-tasks."""
+    api = api_on(cluster[0])
+    file_id = api.upload(big_sheets[30000]).file_id
+    task_id = api_on(cluster[1]).create({"task_name": "fleet", "task_type": "createDevices",
+                                         "document_source": file_id}).task_id
+
+    def started():
+        p = progress(api.show(task_id).batchtask)
+        return p if p["success"] > 0 else None
+
+    at_kill = wait_for(started, "the first devices created", deadline_s=120)
+    cluster[2].kill()
+    assert at_kill["success"] < 30000, f"the task finished before the node was killed: {at_kill}"
+
+    def finished():
+        task = api.show(task_id).batchtask
+        return task if task.status in FINAL else None
+
+    task = wait_for(finished, "the task to finish on the surviving nodes", deadline_s=300)
+    assert task.status == "Success", progress(task)
+    p = progress(task)
+    assert p["total"] == p["success"] == 30000, p
+    assert sum(v for k, v in p.items() if k != "total") == 30000, p
+    assert device_count(api) == 30000
+    # The survivors agree.
+    assert progress(api_on(cluster[1]).show(task_id).batchtask) == p
+
+
+def test_maintenance_fails_over_to_a_new_leader(cluster, tmp_path):
+    """One leader at a time; after the leader is SIGKILLed another node takes over within seconds, and its
+    maintenance returns the sub-task of a dead worker (an expired lease) so a new worker finishes it."""
+    led = wait_for(lambda: (lambda l: l if len(l) == 1 else None)(leaders(cluster)), "one maintenance leader",
+                   deadline_s=30)
+    leader = led[0]
+    survivors = [n for n in cluster if n is not leader]
+    api = api_on(survivors[0])
+    task_id = api.create_simple(task_type="createCommands", targets=["dev_1"],
+                                document={"service_id": "s", "command_name": "c", "paras": {}}).task_id
+    creds = leader.bootstrap
+
+    def worker(node, command):
+        return subprocess.Popen([str(TASKD_BIN), "worker", "--endpoint", node.url, "--ak", creds.ak, "--sk", creds.sk,
+                                 "--project-id", creds.project_id, "--task-type", "createCommands",
+                                 "--lease-seconds", "5", "--", *command],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    doomed = worker(survivors[1], ["sleep", "600"])
+    try:
+        wait_for(lambda: api.status_of(task_id)["dev_1"] == "Processing", "the worker to take the sub-task")
+    finally:
+        doomed.kill()  # SIGKILL: no result, no more heartbeats; its lease runs out in 5 s
+        doomed.wait(timeout=10)
+    leader.kill()
+    killed_at = time.monotonic()
+
+    new = wait_for(lambda: (lambda l: l if l else None)(leaders(survivors)), "a new maintenance leader",
+                   deadline_s=30)
+    took = time.monotonic() - killed_at
+    assert len(new) == 1, [n.name for n in new]
+    assert took < 15, f"the new leader took over after {took:.1f} s"
+
+    rescuer = worker(survivors[0], ["true"])
+    try:
+        wait_for(lambda: api.status_of(task_id)["dev_1"] == "Success", "the rescued sub-task to succeed",
+                 deadline_s=60)
+    finally:
+        rescuer.kill()
+        rescuer.wait(timeout=10)
+    assert "leases_expired=1" in log_of(new[0])
+
+
+# ---- a PostgreSQL restart -----------------------------------------------------------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster of our own (initdb in a temp dir, its own port), so restarting it disturbs no
+    other test. As root, the server runs as the `postgres` user (it refuses root)."""
+
+    def __init__(self, root: Path):
+        self.dir = root / "pgdata"
+        self.port = free_port()
+        self.socket_dir = root / "pgsock"
+        self.socket_dir.mkdir()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if _is_root() else []
+        if self.as_user:
+            shutil.chown(root, "postgres")
+            shutil.chown(self.socket_dir, "postgres")
+        self._run(PG_BIN / "initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd):
+        subprocess.run(self.as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+
+    def start(self):
+        self._run(PG_BIN / "pg_ctl", "-D", self.dir, "-w", "-l", self.dir.parent / "pg.log",
+                  "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self):
+        self._run(PG_BIN / "pg_ctl", "-D", self.dir, "-w", "-m", "fast", "stop")
+
+
+def _is_root() -> bool:
+    import os
+    return os.geteuid() == 0
+
+
+@pytest.fixture
+def private_postgres():
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("no PostgreSQL 15 server binaries to run a private cluster")
+    # Not under pytest's tmp_path: as root that is private to root, and the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="taskd-pg-"))
+    pg = PrivatePostgres(root)
+    yield pg
+    try:
+        pg.stop()
+    except subprocess.CalledProcessError:
+        pass
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_postgres_restart_mid_task_is_survived(tmp_path, private_postgres):
+    """The database goes away while 6,000 registry sub-tasks run: the node answers with clear 5xx errors (never a
+    hang), recovers by itself when the database is back, and the task completes with every device created once."""
+    nodes = start_cluster(tmp_path, 2, database_url=private_postgres.url)
+    try:
+        api = api_on(nodes[0])
+        sheet = write_xlsx(tmp_path / "fleet.xlsx", ["node_id", "product_id"], [[f"n{i}", "p"] for i in range(6000)])
+        file_id = api.upload(sheet).file_id
+        task_id = api.create({"task_name": "fleet", "task_type": "createDevices", "document_source": file_id}).task_id
+        wait_for(lambda: progress(api.show(task_id).batchtask)["success"] > 0, "the first devices", deadline_s=120)
+
+        private_postgres.stop()
+        # While it is down: a clear 5xx in the IoTDA envelope, within the store's acquire timeout.
+        began = time.monotonic()
+        with pytest.raises(Exception) as down:
+            api.show(task_id)
+        assert time.monotonic() - began < 15
+        assert getattr(down.value, "status_code", None) in (500, 503), down.value
+        private_postgres.start()
+
+        def finished():
+            try:
+                task = api.show(task_id).batchtask
+            except Exception:  # the pool reconnects on the next calls
+                return None
+            return task if task.status in FINAL else None
+
+        task = wait_for(finished, "the task to finish after the restart", deadline_s=300)
+        p = progress(task)
+        assert (task.status, p["success"]) == ("Success", 6000), p
+        assert device_count(api) == 6000
+    finally:
+        for node in nodes:
+            node.kill()
