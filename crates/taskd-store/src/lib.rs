@@ -26,7 +26,13 @@ use taskd_core::{
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+mod legacy;
 mod registry;
+
+pub use legacy::{
+    DeviceAttributes, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams, LegacyTokens,
+    TIMEOUT_ERROR_CODE,
+};
 
 pub use registry::{
     DeviceEffect, DeviceEffectRefused, DeviceFilter, DeviceListParams, GatewayFilter, GroupFilter,
@@ -270,6 +276,8 @@ pub struct MaintenanceReport {
     pub retries_released: u64,
     /// Sub-tasks whose lease expired, queued again for another attempt.
     pub leases_expired: u64,
+    /// Unfinished sub-tasks of tasks past their deadline, ended as failed (`TIMEOUT`).
+    pub timed_out: u64,
     /// The pass stopped at its row bound; call again.
     pub more: bool,
 }
@@ -466,6 +474,68 @@ pub trait Store: Send + Sync + 'static {
         scope: &TaskScope,
         group_ids: &[String],
     ) -> StoreResult<Result<Vec<String>, String>>;
+
+    // ---- the legacy northbound API ---------------------------------------------------------
+
+    /// Stores an app (creating its project). Storing the same app id again for the same
+    /// project replaces its secret and un-revokes it; for another project it is a
+    /// [`StoreError::Conflict`].
+    async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()>;
+
+    /// An app by id, revoked ones included.
+    async fn legacy_app_get(&self, app_id: &str) -> StoreResult<Option<LegacyApp>>;
+
+    /// All apps, revoked ones included, oldest first.
+    async fn legacy_app_list(&self) -> StoreResult<Vec<LegacyApp>>;
+
+    /// Revokes an app and drops its tokens; `false` when there is no active one.
+    async fn legacy_app_revoke(&self, app_id: &str, now: Timestamp) -> StoreResult<bool>;
+
+    /// Replaces the app's tokens (only the last issued are valid); `false` when the app
+    /// does not exist or is revoked.
+    async fn legacy_tokens_put(&self, tokens: &LegacyTokens) -> StoreResult<bool>;
+
+    async fn legacy_tokens_get(&self, app_id: &str) -> StoreResult<Option<LegacyTokens>>;
+
+    /// Counts one call of `app_id` in the fixed window starting at `window_start` and
+    /// returns the window's calls including this one, in one statement (shared by every
+    /// node). Older windows of the app are dropped.
+    async fn legacy_rate_hit(&self, app_id: &str, window_start: Timestamp) -> StoreResult<i64>;
+
+    /// Sets a device's legacy attributes; `false` when the device does not exist.
+    async fn device_attributes_put(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        attributes: &DeviceAttributes,
+    ) -> StoreResult<bool>;
+
+    /// The devices of `device_ids` that exist in `scope`, with their legacy attributes
+    /// (all `None` when never set), in the order given.
+    async fn device_attributes_get(
+        &self,
+        scope: &TaskScope,
+        device_ids: &[String],
+    ) -> StoreResult<Vec<(String, DeviceAttributes)>>;
+
+    /// [`Store::task_insert`] recording the legacy operation (and its deadline) in the
+    /// same transaction.
+    async fn legacy_task_insert(
+        &self,
+        params: TaskInsertParams,
+        operation: LegacyOperation,
+    ) -> StoreResult<Task>;
+
+    /// A task created through the legacy API in `scope`.
+    async fn legacy_task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<LegacyTask>>;
+
+    /// Tasks created through the legacy API, newest first. The free-form filters
+    /// (device type, model, manufacturer, device id) are counted over the listing's own
+    /// index range, like device listings.
+    async fn legacy_task_list(
+        &self,
+        params: &LegacyTaskListParams,
+    ) -> StoreResult<Page<LegacyTask>>;
 
     // ---- lifecycle ----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@
 
 mod backend;
 mod bench;
+mod apps;
 mod credentials;
 mod logging;
 mod serve;
@@ -45,6 +46,9 @@ enum Command {
     /// Manage access keys (works while the server runs).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Manage apps of the legacy northbound API (works while the server runs).
+    #[command(subcommand)]
+    Apps(apps::AppsCommand),
     /// Create or update the database schema, then exit (serve also does it at start).
     Migrate(DataArgs),
     /// Measure the figures in BENCHMARKS.md (build with --release).
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Credentials(cmd) => credentials::run(cmd).await,
+            Command::Apps(cmd) => apps::run(cmd).await,
             Command::Migrate(data) => migrate(data).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,
