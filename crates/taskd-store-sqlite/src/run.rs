@@ -41,9 +41,9 @@ fn candidates_sql(kinds: usize, by_project: bool) -> String {
     let marks = vec!["?"; kinds].join(", ");
     format!(
         "SELECT id, project_id, instance_id, app_id, kind, name, document_json FROM tasks \
-         WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= ?1) \
+         WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= ?) \
          AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
-                         WHERE d.task_id = tasks.id AND d.deadline_at <= ?1) \
+                         WHERE d.task_id = tasks.id AND d.deadline_at <= ?) \
          AND kind IN ({marks}){} \
          ORDER BY served_seq, id LIMIT ?",
         if by_project {
@@ -102,7 +102,9 @@ pub(crate) async fn claim(
     }
 
     let sql = candidates_sql(kinds.len(), project_id.is_some());
-    let mut query = sqlx::query_as::<_, Candidate>(sqlx::AssertSqlSafe(sql)).bind(now.0);
+    let mut query = sqlx::query_as::<_, Candidate>(sqlx::AssertSqlSafe(sql))
+        .bind(now.0)
+        .bind(now.0);
     for kind in &kinds {
         query = query.bind(kind);
     }
