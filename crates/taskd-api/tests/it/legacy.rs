@@ -725,6 +725,8 @@ async fn custom_window_runs_inside_it_and_times_out_the_rest() {
     assert!(claim(&app, 10).await.is_empty());
     let m = app.engine.maintain().await.unwrap();
     assert_eq!(m.timed_out, 3);
+    // Two hours on, the first access token has expired: log in again.
+    let na = Na::new(&app, APP1, SECRET1).await;
     let r = na.get(&format!("{OPS}/{id}")).await;
     assert_eq!(r.body["status"], "failed");
     assert_eq!(
@@ -743,8 +745,11 @@ async fn custom_window_runs_inside_it_and_times_out_the_rest() {
     let path = format!("/v5/iot/{P1}/batchtasks/{id}/retry");
     let retry = app.call(Call::new("POST", &path)).await;
     assert!(retry.status.is_client_error(), "{} {}", retry.status, retry.body);
-    assert_eq!(app.store.legacy_task_get(&taskd_core::TaskScope::new(P1, ""), taskd_core::Id::parse_exact(&id).unwrap()).await.unwrap().unwrap().task.progress.failed, 3);
-    let _ = SubTaskState::Failed;
+    let scope = taskd_core::TaskScope::new(P1, "");
+    let task_id = taskd_core::Id::parse_exact(&id).unwrap();
+    let stored = app.store.legacy_task_get(&scope, task_id).await.unwrap().unwrap();
+    assert_eq!(stored.task.progress.get(SubTaskState::Failed), 3);
+    assert!(claim(&app, 10).await.is_empty());
 }
 
 #[tokio::test]
