@@ -152,7 +152,8 @@ def test_apps_of_other_projects_see_nothing(server, creds, legacy_app):
     other_creds = server.create_credentials()
     other = json.loads(apps_cli(server, "create", "--project-id", other_creds.project_id, "--json"))
     na, stranger = Na(server, legacy_app), Na(server, other)
-    plain = requests.post(f"{server.url}{OPS}/firmwareUpgrade", json={}, headers=na.headers(), timeout=10)
+    plain = requests.post(f"{server.url}{OPS}/firmwareUpgrade", json={"fileId": "f"}, headers=na.headers(),
+                          timeout=10)
     assert (plain.status_code, plain.json()["error_code"]) == (400, "123022")
     assert stranger.get(OPS).json()["totalCount"] == 0
     r = stranger.get(f"{OPS}/ffffffffffffffffffffffff")
