@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use taskd_core::{Clock, ControlOp, Id, NewSubTask, NewTask, Task, TaskScope, Timestamp};
 use taskd_store::{
-    ClaimParams, LegacyOperation, ClaimedSubTask, HeartbeatParams, MaintenanceReport, ReportOutcome, ReportParams,
-    RunLimits, RunOutcome, RunResult, Store, StoreError, TaskControlOutcome, TaskControlParams,
-    TaskInsertParams,
+    ClaimParams, ClaimedSubTask, HeartbeatParams, LegacyOperation, MaintenanceReport,
+    ReportOutcome, ReportParams, RunLimits, RunOutcome, RunResult, Store, StoreError,
+    TaskControlOutcome, TaskControlParams, TaskInsertParams,
 };
 use tokio::sync::Notify;
 
@@ -209,7 +209,10 @@ impl Engine {
         // claim hands out. (The deadline never changes, so this check can't go stale.)
         if op == ControlOp::Retry
             && let Some(legacy) = self.store.legacy_task_get(scope, task_id).await?
-            && legacy.operation.deadline_at.is_some_and(|d| d <= self.now())
+            && legacy
+                .operation
+                .deadline_at
+                .is_some_and(|d| d <= self.now())
         {
             return Ok(TaskControlOutcome::TaskStateRefused(legacy.task.state));
         }

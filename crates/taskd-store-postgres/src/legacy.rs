@@ -13,6 +13,8 @@ use crate::tasks::load;
 use crate::{PgStore, begin_read, begin_write, db};
 
 type AppRow = (String, String, String, i64, Option<i64>);
+/// device_id, device_type, model, manufacturer_name.
+type AttrRow = (String, Option<String>, Option<String>, Option<String>);
 
 fn app_from(r: AppRow) -> LegacyApp {
     LegacyApp {
@@ -154,7 +156,11 @@ pub(crate) async fn tokens_get(store: &PgStore, app_id: &str) -> StoreResult<Opt
     }))
 }
 
-pub(crate) async fn rate_hit(store: &PgStore, app_id: &str, window_start: Timestamp) -> StoreResult<i64> {
+pub(crate) async fn rate_hit(
+    store: &PgStore,
+    app_id: &str,
+    window_start: Timestamp,
+) -> StoreResult<i64> {
     let mut tx = begin_write(store).await?;
     sqlx::query("DELETE FROM legacy_rate WHERE app_id = $1 AND window_start < $2")
         .bind(app_id)
@@ -212,7 +218,7 @@ pub(crate) async fn attributes_get(
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<AttrRow> = sqlx::query_as(
         "SELECT d.device_id, a.device_type, a.model, a.manufacturer_name \
          FROM unnest($3::TEXT[]) WITH ORDINALITY AS j (device_id, ord) \
          JOIN devices d ON d.project_id = $1 AND d.instance_id = $2 \

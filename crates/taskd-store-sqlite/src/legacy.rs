@@ -13,6 +13,8 @@ use crate::tasks::{load, load_by_id};
 use crate::{SqliteStore, begin_read, begin_write, db};
 
 type AppRow = (String, String, String, i64, Option<i64>);
+/// device_id, device_type, model, manufacturer_name.
+type AttrRow = (String, Option<String>, Option<String>, Option<String>);
 
 fn app_from(r: AppRow) -> LegacyApp {
     LegacyApp {
@@ -93,7 +95,11 @@ pub(crate) async fn app_list(store: &SqliteStore) -> StoreResult<Vec<LegacyApp>>
     Ok(rows.into_iter().map(app_from).collect())
 }
 
-pub(crate) async fn app_revoke(store: &SqliteStore, app_id: &str, now: Timestamp) -> StoreResult<bool> {
+pub(crate) async fn app_revoke(
+    store: &SqliteStore,
+    app_id: &str,
+    now: Timestamp,
+) -> StoreResult<bool> {
     let mut tx = begin_write(store).await?;
     let n = sqlx::query(
         "UPDATE legacy_apps SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL",
@@ -135,7 +141,10 @@ pub(crate) async fn tokens_put(store: &SqliteStore, t: &LegacyTokens) -> StoreRe
     Ok(n == 1)
 }
 
-pub(crate) async fn tokens_get(store: &SqliteStore, app_id: &str) -> StoreResult<Option<LegacyTokens>> {
+pub(crate) async fn tokens_get(
+    store: &SqliteStore,
+    app_id: &str,
+) -> StoreResult<Option<LegacyTokens>> {
     let row: Option<(String, String, i64, String, i64, i64)> = sqlx::query_as(
         "SELECT app_id, access_hash, access_expires_at, refresh_hash, refresh_expires_at, \
          issued_at FROM legacy_tokens WHERE app_id = ?",
@@ -154,7 +163,11 @@ pub(crate) async fn tokens_get(store: &SqliteStore, app_id: &str) -> StoreResult
     }))
 }
 
-pub(crate) async fn rate_hit(store: &SqliteStore, app_id: &str, window_start: Timestamp) -> StoreResult<i64> {
+pub(crate) async fn rate_hit(
+    store: &SqliteStore,
+    app_id: &str,
+    window_start: Timestamp,
+) -> StoreResult<i64> {
     let mut tx = begin_write(store).await?;
     sqlx::query("DELETE FROM legacy_rate WHERE app_id = ? AND window_start < ?")
         .bind(app_id)
@@ -212,7 +225,7 @@ pub(crate) async fn attributes_get(
         return Ok(Vec::new());
     }
     let ids = serde_json::to_string(device_ids).map_err(|e| corrupt(e.to_string()))?;
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<AttrRow> = sqlx::query_as(
         "SELECT d.device_id, a.device_type, a.model, a.manufacturer_name \
          FROM json_each(?3) j \
          JOIN devices d ON d.project_id = ?1 AND d.instance_id = ?2 AND d.device_id = j.value \

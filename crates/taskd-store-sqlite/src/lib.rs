@@ -54,9 +54,9 @@ use taskd_core::{
     TaskScope, Timestamp,
 };
 use taskd_store::{
-    DeviceAttributes, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams, LegacyTokens,
-    ClaimParams, ClaimedSubTask, DeviceListParams, FileInsertOutcome, GroupListParams,
-    HeartbeatParams, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, Store,
+    ClaimParams, ClaimedSubTask, DeviceAttributes, DeviceListParams, FileInsertOutcome,
+    GroupListParams, HeartbeatParams, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams,
+    LegacyTokens, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, Store,
     StoreError, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
     TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
 };

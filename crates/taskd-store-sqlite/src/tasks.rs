@@ -3,8 +3,8 @@
 use sqlx::{Sqlite, SqliteConnection};
 use taskd_core::{Id, Progress, SubTask, Task, TaskScope, TaskState};
 use taskd_store::{
-    LegacyOperation, Page, PageRequest, StoreResult, SubTaskListParams, TaskDeleteOutcome, TaskInsertParams,
-    TaskListParams,
+    LegacyOperation, Page, PageRequest, StoreResult, SubTaskListParams, TaskDeleteOutcome,
+    TaskInsertParams, TaskListParams,
 };
 
 use crate::rows::{SubTaskRow, TaskRow, corrupt, sub_task_columns, task_columns};

@@ -77,7 +77,7 @@ pub async fn run(cmd: AppsCommand) -> anyhow::Result<()> {
             json,
         } => {
             let project_id = normalize_project_id(&project_id)?;
-            let app_id = app_id.unwrap_or_else(|| uuid_like());
+            let app_id = app_id.unwrap_or_else(uuid_like);
             let secret = secret.unwrap_or_else(taskd_api::legacy::generate_secret);
             check_app_id(&app_id)?;
             check_secret(&secret)?;

@@ -4,9 +4,9 @@
 //! (`taskd-store-sqlite`), the engine and the HTTP API. Each subcommand lives in its own
 //! module.
 
+mod apps;
 mod backend;
 mod bench;
-mod apps;
 mod credentials;
 mod logging;
 mod serve;

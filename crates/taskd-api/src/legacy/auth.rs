@@ -163,7 +163,10 @@ fn decode_form(raw: &[u8]) -> Option<String> {
 }
 
 /// `POST /iocm/app/sec/v1.1.0/login`, form-encoded `appId`, `secret`.
-pub async fn login(State(state): State<AppState>, body: Bytes) -> Result<Json<AuthOut>, LegacyError> {
+pub async fn login(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<AuthOut>, LegacyError> {
     let app_id = form_field(&body, "appId").filter(|s| !s.is_empty());
     let secret = form_field(&body, "secret").filter(|s| !s.is_empty());
     let (Some(app_id), Some(secret)) = (app_id, secret) else {
@@ -185,7 +188,10 @@ pub struct RefreshIn {
 }
 
 /// `POST /iocm/app/sec/v1.1.0/refreshToken`, JSON `appId`, `secret`, `refreshToken`.
-pub async fn refresh(State(state): State<AppState>, body: Bytes) -> Result<Json<AuthOut>, LegacyError> {
+pub async fn refresh(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<AuthOut>, LegacyError> {
     let input: RefreshIn = serde_json::from_slice(&body).map_err(|_| LegacyError::InputInvalid)?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let (Some(app_id), Some(secret), Some(refresh_token)) = (
@@ -201,7 +207,9 @@ pub async fn refresh(State(state): State<AppState>, body: Bytes) -> Result<Json<
         .store
         .legacy_tokens_get(&app.app_id)
         .await?
-        .is_some_and(|t| same_hash(&t.refresh_hash, &token_hash(&refresh_token)) && now < t.refresh_expires_at);
+        .is_some_and(|t| {
+            same_hash(&t.refresh_hash, &token_hash(&refresh_token)) && now < t.refresh_expires_at
+        });
     if !valid {
         return Err(LegacyError::WrongSecret);
     }
@@ -230,7 +238,10 @@ pub async fn require_app_token(
     Ok(next.run(request).await)
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<LegacyPrincipal, LegacyError> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<LegacyPrincipal, LegacyError> {
     let app_id = headers
         .get("app_key")
         .and_then(|v| v.to_str().ok())
@@ -257,7 +268,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<LegacyPri
         .store
         .legacy_tokens_get(&app.app_id)
         .await?
-        .is_some_and(|t| same_hash(&t.access_hash, &token_hash(token)) && now < t.access_expires_at);
+        .is_some_and(|t| {
+            same_hash(&t.access_hash, &token_hash(token)) && now < t.access_expires_at
+        });
     if !valid {
         return Err(LegacyError::InvalidToken);
     }

@@ -55,7 +55,10 @@ async fn create(
     let (device_type, model, manufacturer_name) = (
         v.targets_doc.device_type.clone().filter(|s| !s.is_empty()),
         v.targets_doc.model.clone().filter(|s| !s.is_empty()),
-        v.targets_doc.manufacturer_name.clone().filter(|s| !s.is_empty()),
+        v.targets_doc
+            .manufacturer_name
+            .clone()
+            .filter(|s| !s.is_empty()),
     );
     let doc = LegacyDocument {
         file_id: v.file_id.clone(),
@@ -76,7 +79,9 @@ async fn create(
         targets_json: Some(targets_json),
         targets_filter_json: None,
         // What a worker gets with each sub-task.
-        document_json: Some(json!({ "fileId": v.file_id, "operateType": operate_type }).to_string()),
+        document_json: Some(
+            json!({ "fileId": v.file_id, "operateType": operate_type }).to_string(),
+        ),
         document_source: None,
         schedule_at: v.schedule_at,
         retry: v.retry,
@@ -175,7 +180,11 @@ async fn resolve(
     }
 }
 
-async fn load(state: &AppState, p: &LegacyPrincipal, operation_id: &str) -> Result<LegacyTask, LegacyError> {
+async fn load(
+    state: &AppState,
+    p: &LegacyPrincipal,
+    operation_id: &str,
+) -> Result<LegacyTask, LegacyError> {
     let id = Id::parse_exact(operation_id).ok_or(LegacyError::TaskNotFound)?;
     state
         .store
@@ -214,8 +223,7 @@ pub async fn sub_operations(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, LegacyError> {
     let q = query(raw)?;
-    let (offset, limit, page_no, page_size) =
-        validate::paging(q.get("pageNo"), q.get("pageSize"))?;
+    let (offset, limit, page_no, page_size) = validate::paging(q.get("pageNo"), q.get("pageSize"))?;
     let states = match filter_string(&q, "subOperationStatus")? {
         None => None,
         Some(word) => Some(wire::sub_task_states(&word).ok_or_else(|| {
@@ -262,12 +270,16 @@ async fn sub_task_page(
         async move { state.store.sub_task_list(&params).await }
     };
     let Some(states) = states else {
-        let page = list(None, offset, limit).await?.ok_or(LegacyError::TaskNotFound)?;
+        let page = list(None, offset, limit)
+            .await?
+            .ok_or(LegacyError::TaskNotFound)?;
         return Ok((page.items, progress.total));
     };
     let total: i64 = states.iter().map(|s| progress.get(*s)).sum();
     if let [only] = states {
-        let page = list(Some(*only), offset, limit).await?.ok_or(LegacyError::TaskNotFound)?;
+        let page = list(Some(*only), offset, limit)
+            .await?
+            .ok_or(LegacyError::TaskNotFound)?;
         return Ok((page.items, total));
     }
     let end = offset.saturating_add(limit);
@@ -276,10 +288,12 @@ async fn sub_task_page(
         if progress.get(*s) == 0 {
             continue;
         }
-        let page = list(Some(*s), 0, end).await?.ok_or(LegacyError::TaskNotFound)?;
+        let page = list(Some(*s), 0, end)
+            .await?
+            .ok_or(LegacyError::TaskNotFound)?;
         all.extend(page.items);
     }
-    all.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    all.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
     let items = all
         .into_iter()
         .skip(offset as usize)
@@ -294,8 +308,7 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, LegacyError> {
     let q = query(raw)?;
-    let (offset, limit, page_no, page_size) =
-        validate::paging(q.get("pageNo"), q.get("pageSize"))?;
+    let (offset, limit, page_no, page_size) = validate::paging(q.get("pageNo"), q.get("pageSize"))?;
     let operate_type = filter_string(&q, "operationType")?;
     if let Some(t) = &operate_type
         && !OPERATION_TYPES.iter().any(|(w, _)| w == t)

@@ -72,7 +72,9 @@ fn list(field: &str, v: &Option<Vec<String>>) -> Result<Option<Vec<String>>, Leg
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         if item.is_empty() {
-            return Err(LegacyError::BadRequest(format!("{field} holds an empty value")));
+            return Err(LegacyError::BadRequest(format!(
+                "{field} holds an empty value"
+            )));
         }
         bounded(field, item)?;
         // A device or group named twice is one target.
@@ -84,8 +86,8 @@ fn list(field: &str, v: &Option<Vec<String>>) -> Result<Option<Vec<String>>, Leg
 }
 
 pub fn create(body: &[u8], now: Timestamp) -> Result<ValidCreate, LegacyError> {
-    let input: CreateIn = serde_json::from_slice(body)
-        .map_err(|e| LegacyError::BadRequest(format!("body: {e}")))?;
+    let input: CreateIn =
+        serde_json::from_slice(body).map_err(|e| LegacyError::BadRequest(format!("body: {e}")))?;
     let file_id = nonempty(&input.file_id)
         .ok_or_else(|| LegacyError::BadRequest("fileId is missing".into()))?
         .to_owned();
@@ -108,9 +110,10 @@ pub fn create(body: &[u8], now: Timestamp) -> Result<ValidCreate, LegacyError> {
         (Some(_), Some(_)) => return Err(LegacyError::TargetsBoth),
         (None, Some(devices)) => Targets::Devices(devices),
         (Some(names), None) => {
-            let manufacturer_name =
-                nonempty(&targets_doc.manufacturer_name).ok_or(LegacyError::ManufacturerNameNull)?;
-            let device_type = nonempty(&targets_doc.device_type).ok_or(LegacyError::DeviceTypeNull)?;
+            let manufacturer_name = nonempty(&targets_doc.manufacturer_name)
+                .ok_or(LegacyError::ManufacturerNameNull)?;
+            let device_type =
+                nonempty(&targets_doc.device_type).ok_or(LegacyError::DeviceTypeNull)?;
             let model = nonempty(&targets_doc.model).ok_or(LegacyError::ModelNull)?;
             Targets::Groups {
                 names,
@@ -179,7 +182,10 @@ pub fn create(body: &[u8], now: Timestamp) -> Result<ValidCreate, LegacyError> {
 }
 
 /// `pageNo` (>= 0, default 0) and `pageSize` (1-100, default 10) as (offset, limit).
-pub fn paging(page_no: Option<&str>, page_size: Option<&str>) -> Result<(u32, u32, i64, i64), LegacyError> {
+pub fn paging(
+    page_no: Option<&str>,
+    page_size: Option<&str>,
+) -> Result<(u32, u32, i64, i64), LegacyError> {
     let int = |name: &str, v: Option<&str>, default: i64| -> Result<i64, LegacyError> {
         match v.filter(|s| !s.is_empty()) {
             None => Ok(default),
@@ -212,7 +218,11 @@ mod tests {
 
     #[test]
     fn defaults_and_dedup() {
-        let v = create(br#"{"fileId":"f","targets":{"devices":["a","b","a"]}}"#, NOW).unwrap();
+        let v = create(
+            br#"{"fileId":"f","targets":{"devices":["a","b","a"]}}"#,
+            NOW,
+        )
+        .unwrap();
         assert_eq!(v.targets, Targets::Devices(vec!["a".into(), "b".into()]));
         assert_eq!(v.policy_doc.execute_type.as_deref(), Some("now"));
         assert_eq!(v.retry, None);
@@ -221,20 +231,53 @@ mod tests {
 
     #[test]
     fn rules() {
-        assert_eq!(code(r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"later"}}"#), "executeType is error or null.");
-        assert_eq!(code(r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"now","retryType":true}}"#), "retryTimes is null or beyond the limit.");
-        assert_eq!(code(r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"now","retryType":true,"retryTimes":6}}"#), "retryTimes is null or beyond the limit.");
-        assert_eq!(code(r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"now","retryType":true,"retryTimes":5}}"#), "ok");
-        assert_eq!(code(r#"{"fileId":"f","targets":{"deviceGroups":["g"],"deviceType":"t","model":"m"}}"#), "manufacturerName is null.");
+        assert_eq!(
+            code(r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"later"}}"#),
+            "executeType is error or null."
+        );
+        assert_eq!(
+            code(
+                r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"now","retryType":true}}"#
+            ),
+            "retryTimes is null or beyond the limit."
+        );
+        assert_eq!(
+            code(
+                r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"now","retryType":true,"retryTimes":6}}"#
+            ),
+            "retryTimes is null or beyond the limit."
+        );
+        assert_eq!(
+            code(
+                r#"{"fileId":"f","targets":{"devices":["a"]},"policy":{"executeType":"now","retryType":true,"retryTimes":5}}"#
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(r#"{"fileId":"f","targets":{"deviceGroups":["g"],"deviceType":"t","model":"m"}}"#),
+            "manufacturerName is null."
+        );
     }
 
     #[test]
     fn paging_limits() {
         assert_eq!(paging(None, None).unwrap(), (0, 10, 0, 10));
         assert_eq!(paging(Some("2"), Some("100")).unwrap(), (200, 100, 2, 100));
-        assert!(matches!(paging(Some("-1"), None), Err(LegacyError::PageLimit)));
-        assert!(matches!(paging(None, Some("0")), Err(LegacyError::PageLimit)));
-        assert!(matches!(paging(None, Some("101")), Err(LegacyError::PageLimit)));
-        assert!(matches!(paging(Some("x"), None), Err(LegacyError::BadRequest(_))));
+        assert!(matches!(
+            paging(Some("-1"), None),
+            Err(LegacyError::PageLimit)
+        ));
+        assert!(matches!(
+            paging(None, Some("0")),
+            Err(LegacyError::PageLimit)
+        ));
+        assert!(matches!(
+            paging(None, Some("101")),
+            Err(LegacyError::PageLimit)
+        ));
+        assert!(matches!(
+            paging(Some("x"), None),
+            Err(LegacyError::BadRequest(_))
+        ));
     }
 }

@@ -117,7 +117,10 @@ pub struct OperationInfo {
 fn is_final(state: TaskState) -> bool {
     matches!(
         state,
-        TaskState::Succeeded | TaskState::Failed | TaskState::PartiallySucceeded | TaskState::Stopped
+        TaskState::Succeeded
+            | TaskState::Failed
+            | TaskState::PartiallySucceeded
+            | TaskState::Stopped
     )
 }
 
@@ -181,7 +184,10 @@ pub struct SubOperationInfo {
 pub fn sub_operation_info(t: &LegacyTask, s: &SubTask) -> SubOperationInfo {
     let finished = matches!(
         s.state,
-        SubTaskState::Succeeded | SubTaskState::Failed | SubTaskState::Stopped | SubTaskState::Removed
+        SubTaskState::Succeeded
+            | SubTaskState::Failed
+            | SubTaskState::Stopped
+            | SubTaskState::Removed
     );
     let timed_out = s.error_code.as_deref() == Some(TIMEOUT_ERROR_CODE);
     let detail_info = match s.state {

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use taskd_core::{RetryPolicy, SubTaskState, TaskScope, TaskState, Timestamp};
 
 use super::devices::new_device;
-use super::{
-    T0, assert_task_consistent, at, check, claim_all, new_task, scope, sub_tasks_for,
-};
+use super::{T0, assert_task_consistent, at, check, claim_all, new_task, scope, sub_tasks_for};
 use crate::{
     DeviceAttributes, LegacyApp, LegacyOperation, LegacyTaskListParams, LegacyTokens,
     ReportOutcome, ReportParams, RunOutcome, RunResult, Store, StoreError, TIMEOUT_ERROR_CODE,
@@ -47,7 +45,15 @@ pub async fn legacy_apps_and_tokens(store: Arc<dyn Store>) {
         store.legacy_app_put(&app("a1", "p2", "x")).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(store.legacy_app_get("a1").await.unwrap().unwrap().secret_hash, "h1");
+    assert_eq!(
+        store
+            .legacy_app_get("a1")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash,
+        "h1"
+    );
     let ids: Vec<String> = store
         .legacy_app_list()
         .await
@@ -58,30 +64,72 @@ pub async fn legacy_apps_and_tokens(store: Arc<dyn Store>) {
     assert_eq!(ids, ["a1", "a2"]);
 
     // Only the last tokens are kept.
-    assert!(store.legacy_tokens_put(&tokens("a1", "t1", at(1))).await.unwrap());
-    assert!(store.legacy_tokens_put(&tokens("a1", "t2", at(2))).await.unwrap());
-    let t = store.legacy_tokens_get("a1").await.unwrap().expect("tokens");
+    assert!(
+        store
+            .legacy_tokens_put(&tokens("a1", "t1", at(1)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .legacy_tokens_put(&tokens("a1", "t2", at(2)))
+            .await
+            .unwrap()
+    );
+    let t = store
+        .legacy_tokens_get("a1")
+        .await
+        .unwrap()
+        .expect("tokens");
     assert_eq!(t, tokens("a1", "t2", at(2)));
-    assert!(!store.legacy_tokens_put(&tokens("ghost", "t", at(2))).await.unwrap());
+    assert!(
+        !store
+            .legacy_tokens_put(&tokens("ghost", "t", at(2)))
+            .await
+            .unwrap()
+    );
     assert!(store.legacy_tokens_get("ghost").await.unwrap().is_none());
 
     // A new secret (same project) ends the tokens.
     store.legacy_app_put(&app("a1", "p1", "h1b")).await.unwrap();
     assert!(store.legacy_tokens_get("a1").await.unwrap().is_none());
-    assert!(store.legacy_tokens_put(&tokens("a1", "t3", at(3))).await.unwrap());
+    assert!(
+        store
+            .legacy_tokens_put(&tokens("a1", "t3", at(3)))
+            .await
+            .unwrap()
+    );
 
     // Revoking drops the tokens and refuses new ones.
     assert!(store.legacy_app_revoke("a1", at(4)).await.unwrap());
     assert!(!store.legacy_app_revoke("a1", at(5)).await.unwrap());
     assert_eq!(
-        store.legacy_app_get("a1").await.unwrap().unwrap().revoked_at,
+        store
+            .legacy_app_get("a1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
         Some(at(4))
     );
     assert!(store.legacy_tokens_get("a1").await.unwrap().is_none());
-    assert!(!store.legacy_tokens_put(&tokens("a1", "t4", at(6))).await.unwrap());
+    assert!(
+        !store
+            .legacy_tokens_put(&tokens("a1", "t4", at(6)))
+            .await
+            .unwrap()
+    );
     // Putting it again un-revokes it.
     store.legacy_app_put(&app("a1", "p1", "h1c")).await.unwrap();
-    assert_eq!(store.legacy_app_get("a1").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        store
+            .legacy_app_get("a1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
 }
 
 pub async fn legacy_rate_windows(arc: Arc<dyn Store>) {
@@ -127,8 +175,18 @@ pub async fn legacy_device_attributes(store: Arc<dyn Store>) {
         model: Some("M1".into()),
         manufacturer_name: Some("Acme".into()),
     };
-    assert!(store.device_attributes_put(&s, "prod_n1", &attrs).await.unwrap());
-    assert!(!store.device_attributes_put(&s, "ghost", &attrs).await.unwrap());
+    assert!(
+        store
+            .device_attributes_put(&s, "prod_n1", &attrs)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .device_attributes_put(&s, "ghost", &attrs)
+            .await
+            .unwrap()
+    );
     assert!(
         !store
             .device_attributes_put(&scope("p2", ""), "prod_n1", &attrs)
@@ -156,12 +214,21 @@ pub async fn legacy_device_attributes(store: Arc<dyn Store>) {
         model: Some("M2".into()),
         ..attrs.clone()
     };
-    assert!(store.device_attributes_put(&s, "prod_n1", &changed).await.unwrap());
+    assert!(
+        store
+            .device_attributes_put(&s, "prod_n1", &changed)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.device_attributes_get(&s, &ids[2..]).await.unwrap()[0].1,
         changed
     );
-    store.device_delete(&s, "prod_n1", at(1)).await.unwrap().unwrap();
+    store
+        .device_delete(&s, "prod_n1", at(1))
+        .await
+        .unwrap()
+        .unwrap();
     store
         .device_insert(new_device(&s, "prod", "n1"), at(2))
         .await
@@ -225,10 +292,42 @@ pub async fn legacy_tasks_round_trip_and_list(store: Arc<dyn Store>) {
     let s = scope("p1", "");
     // A task not created through the legacy API is not listed.
     super::insert_with_targets(store, &s, "plain", &["d1"], T0).await;
-    let a = insert_legacy(store, &s, "a", &["d1", "d2"], op("firmware_upgrade", Some("WM"), None), at(1)).await;
-    let b = insert_legacy(store, &s, "b", &["d3"], op("software_upgrade", None, Some(at(100_000))), at(2)).await;
-    let c = insert_legacy(store, &s, "c", &["d2"], op("firmware_upgrade", None, None), at(3)).await;
-    let other = insert_legacy(store, &scope("p2", ""), "x", &["d1"], op("firmware_upgrade", Some("WM"), None), at(4)).await;
+    let a = insert_legacy(
+        store,
+        &s,
+        "a",
+        &["d1", "d2"],
+        op("firmware_upgrade", Some("WM"), None),
+        at(1),
+    )
+    .await;
+    let b = insert_legacy(
+        store,
+        &s,
+        "b",
+        &["d3"],
+        op("software_upgrade", None, Some(at(100_000))),
+        at(2),
+    )
+    .await;
+    let c = insert_legacy(
+        store,
+        &s,
+        "c",
+        &["d2"],
+        op("firmware_upgrade", None, None),
+        at(3),
+    )
+    .await;
+    let other = insert_legacy(
+        store,
+        &scope("p2", ""),
+        "x",
+        &["d1"],
+        op("firmware_upgrade", Some("WM"), None),
+        at(4),
+    )
+    .await;
 
     let got = store.legacy_task_get(&s, a.id).await.unwrap().expect("a");
     assert_eq!(got.task, a);
@@ -238,7 +337,13 @@ pub async fn legacy_tasks_round_trip_and_list(store: Arc<dyn Store>) {
     assert_eq!(got_b.operation.deadline_at, Some(at(100_000)));
     // Scoped; not a legacy task.
     assert!(store.legacy_task_get(&s, other.id).await.unwrap().is_none());
-    assert!(store.legacy_task_get(&scope("p1", "i"), a.id).await.unwrap().is_none());
+    assert!(
+        store
+            .legacy_task_get(&scope("p1", "i"), a.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let plain = store
         .task_list(&crate::TaskListParams {
             scope: s.clone(),
@@ -261,17 +366,26 @@ pub async fn legacy_tasks_round_trip_and_list(store: Arc<dyn Store>) {
     assert_eq!(ids(all), (3, vec!["c".to_owned(), "b".into(), "a".into()]));
     let mut p = list_params(&s);
     p.operate_type = Some("firmware_upgrade".into());
-    assert_eq!(ids(store.legacy_task_list(&p).await.unwrap()), (2, vec!["c".into(), "a".into()]));
+    assert_eq!(
+        ids(store.legacy_task_list(&p).await.unwrap()),
+        (2, vec!["c".into(), "a".into()])
+    );
     let mut p = list_params(&s);
     p.device_type = Some("WM".into());
     p.model = Some("M1".into());
     p.manufacturer_name = Some("Acme".into());
-    assert_eq!(ids(store.legacy_task_list(&p).await.unwrap()), (1, vec!["a".into()]));
+    assert_eq!(
+        ids(store.legacy_task_list(&p).await.unwrap()),
+        (1, vec!["a".into()])
+    );
     p.model = Some("M9".into());
     assert_eq!(ids(store.legacy_task_list(&p).await.unwrap()), (0, vec![]));
     let mut p = list_params(&s);
     p.device_id = Some("d2".into());
-    assert_eq!(ids(store.legacy_task_list(&p).await.unwrap()), (2, vec!["c".into(), "a".into()]));
+    assert_eq!(
+        ids(store.legacy_task_list(&p).await.unwrap()),
+        (2, vec!["c".into(), "a".into()])
+    );
     let mut p = list_params(&s);
     p.states = vec![TaskState::Waiting];
     assert_eq!(ids(store.legacy_task_list(&p).await.unwrap()).0, 3);
@@ -281,7 +395,10 @@ pub async fn legacy_tasks_round_trip_and_list(store: Arc<dyn Store>) {
     let mut p = list_params(&s);
     p.offset = 1;
     p.limit = 1;
-    assert_eq!(ids(store.legacy_task_list(&p).await.unwrap()), (3, vec!["b".into()]));
+    assert_eq!(
+        ids(store.legacy_task_list(&p).await.unwrap()),
+        (3, vec!["b".into()])
+    );
     p.offset = 3;
     assert_eq!(ids(store.legacy_task_list(&p).await.unwrap()), (3, vec![]));
     // Deleting the task drops its legacy operation.
@@ -290,7 +407,10 @@ pub async fn legacy_tasks_round_trip_and_list(store: Arc<dyn Store>) {
         store.task_delete(&s, c.id).await.unwrap(),
         crate::TaskDeleteOutcome::Deleted
     );
-    assert_eq!(ids(store.legacy_task_list(&list_params(&s)).await.unwrap()).0, 2);
+    assert_eq!(
+        ids(store.legacy_task_list(&list_params(&s)).await.unwrap()).0,
+        2
+    );
 }
 
 fn result(c: &crate::ClaimedSubTask, ok: bool) -> RunResult {
@@ -365,7 +485,16 @@ pub async fn legacy_deadline_times_out_unfinished(store: Arc<dyn Store>) {
     assert_eq!(task.state, TaskState::PartiallySucceeded);
     let legacy = store.legacy_task_get(&s, t.id).await.unwrap().unwrap();
     assert_eq!(legacy.timed_out, 4);
-    let page = super::sub_list(store, &s, t.id, Some(SubTaskState::Failed), None, super::first_page(10)).await.unwrap();
+    let page = super::sub_list(
+        store,
+        &s,
+        t.id,
+        Some(SubTaskState::Failed),
+        None,
+        super::first_page(10),
+    )
+    .await
+    .unwrap();
     assert!(
         page.items
             .iter()
@@ -381,9 +510,24 @@ pub async fn legacy_deadline_times_out_unfinished(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(late, [ReportOutcome::LeaseLost]);
-    assert_eq!(store.maintain(deadline.plus_millis(2), 100).await.unwrap().timed_out, 0);
+    assert_eq!(
+        store
+            .maintain(deadline.plus_millis(2), 100)
+            .await
+            .unwrap()
+            .timed_out,
+        0
+    );
     assert_eq!(store.next_due(deadline.plus_millis(2)).await.unwrap(), None);
     // A retry after the deadline would queue sub-tasks nothing claims: the engine refuses
     // it; the store itself keeps nothing claimable past the deadline either.
-    assert_eq!(store.legacy_task_get(&s, t.id).await.unwrap().unwrap().timed_out, 4);
+    assert_eq!(
+        store
+            .legacy_task_get(&s, t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .timed_out,
+        4
+    );
 }
