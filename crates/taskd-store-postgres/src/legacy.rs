@@ -437,6 +437,10 @@ pub(crate) async fn expire_task(
 ) -> StoreResult<[i64; 3]> {
     let mut moved = [0i64; 3];
     for (i, from) in UNFINISHED.into_iter().enumerate() {
+        debug_assert!(
+            from.can_transition(SubTaskState::Failed),
+            "{from:?} -> Failed"
+        );
         moved[i] = sqlx::query(
             "UPDATE sub_tasks SET state = 'failed', error_code = $1, \
              error_msg = 'The task window ended before the device finished.', \

@@ -344,11 +344,14 @@ pub trait Store: Send + Sync + 'static {
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;
 
     /// One bounded maintenance pass: retries that are due go back to the queue, expired
-    /// leases return their sub-tasks for another attempt. At most `max_rows` of each.
+    /// leases return their sub-tasks for another attempt, and the unfinished sub-tasks of
+    /// tasks past their deadline end as failed with [`TIMEOUT_ERROR_CODE`] (counted in
+    /// the task's `LegacyTask::timed_out`). At most `max_rows` rows (deadline: tasks) of
+    /// each. No claim hands out a sub-task of a task past its deadline.
     async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport>;
 
     /// The earliest future moment something becomes due (a schedule time, a retry, a
-    /// lease expiry), so the runner can sleep until then.
+    /// lease expiry, a task deadline), so the runner can sleep until then.
     async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
 
     // ---- task files -------------------------------------------------------------------
