@@ -136,9 +136,10 @@ impl IntoResponse for LegacyError {
                 tracing::error!(%cause, "legacy request failed");
                 "Internal server error.".to_owned()
             }
+            // The documented text, then what exactly was wrong.
             LegacyError::BadRequest(why) | LegacyError::DeviceNotFound(why) => {
                 tracing::info!(code, %why, "legacy request refused");
-                self.to_string()
+                format!("{self} ({why})")
             }
             other => {
                 tracing::info!(code, "legacy request refused: {other}");
