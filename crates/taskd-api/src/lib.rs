@@ -5,7 +5,10 @@
 //!   handler sees a request, and hands handlers a [`auth::Principal`].
 //! * [`iotda`] serves the IoTDA batch-task family under `/v5/iot/{project_id}/`.
 //! * [`iam`] answers the SDK's project discovery (`GET /v3/projects`).
-//! * [`native`] is taskd's own API under `/taskd/v1/`: the worker protocol.
+//! * [`native`] is taskd's own API under `/taskd/v1/`: the worker protocol and the
+//!   legacy device attributes.
+//! * [`legacy`] serves the legacy IoT northbound API (`/iocm/app/sec/v1.1.0/`,
+//!   `/iodm/northbound/v1.5.0/`) with its own app/token authentication.
 //!
 //! Only this crate knows HTTP status codes and error envelopes; each dialect turns
 //! errors into its envelope in exactly one place (its `error` module).
@@ -13,6 +16,7 @@
 pub mod auth;
 pub mod iam;
 pub mod iotda;
+pub mod legacy;
 pub mod native;
 mod query;
 mod wire_time;
@@ -41,6 +45,8 @@ pub struct ApiConfig {
     /// Longest a request may take before the server answers 503 (a stuck database
     /// must not hold connections forever).
     pub request_timeout: Duration,
+    /// Legacy northbound flow control: calls per app per 60 s (spec §7.1 default 100).
+    pub legacy_rate_limit: u32,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +54,7 @@ impl Default for ApiConfig {
         ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(60),
+            legacy_rate_limit: 100,
         }
     }
 }
@@ -96,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(iotda::router(state.clone()))
         .merge(iam::router(state.clone()))
         .merge(native::router(state.clone()))
+        .merge(legacy::router(state.clone()))
         .fallback(no_such_api)
         .with_state(state)
         // Outermost last: the request id exists before the trace span opens, and is

@@ -209,6 +209,8 @@ impl SubTaskState {
                 // A run ends, or its lease expires and it goes back to the queue.
                 | (Processing, Succeeded | Failed | RetryWaiting | Stopped | Waiting | Removed)
                 | (RetryWaiting, Waiting | Processing | Stopped | Removed)
+                // A task's deadline (a legacy custom window's end) ends what is unfinished.
+                | (Waiting | RetryWaiting, Failed)
                 // Only a user's retry revives a final sub-task.
                 | (Failed | Stopped, Waiting | Removed)
         )
@@ -314,6 +316,25 @@ mod tests {
             assert!(!SubTaskState::Succeeded.can_transition(to));
             assert!(!SubTaskState::Removed.can_transition(to));
         }
+    }
+
+    #[test]
+    fn a_deadline_fails_only_unfinished_sub_tasks() {
+        use SubTaskState::*;
+        for from in [Waiting, RetryWaiting, Processing] {
+            assert!(from.can_transition(Failed), "{from:?}");
+        }
+        for from in [Succeeded, Stopped, Removed, Failed] {
+            assert!(!from.can_transition(Failed), "{from:?}");
+        }
+        // A task whose sub-tasks all timed out (some having succeeded) ends like any
+        // other mix of results.
+        let mut p = Progress::waiting(3);
+        p.move_n(Waiting, Succeeded, 1);
+        p.move_n(Waiting, Failed, 2);
+        assert_eq!(TaskState::Waiting.derive(&p), TaskState::PartiallySucceeded);
+        p.move_n(Succeeded, Failed, 1);
+        assert_eq!(TaskState::Processing.derive(&p), TaskState::Failed);
     }
 
     #[test]

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use taskd_core::{Clock, ControlOp, Id, NewSubTask, NewTask, Task, TaskScope, Timestamp};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, HeartbeatParams, LeaderParams, MaintenanceReport, ReportOutcome,
-    ReportParams, RunLimits, RunOutcome, RunResult, Store, StoreError, TaskControlOutcome,
-    TaskControlParams, TaskInsertParams,
+    ClaimParams, ClaimedSubTask, HeartbeatParams, LeaderParams, LegacyOperation,
+    MaintenanceReport, ReportOutcome, ReportParams, RunLimits, RunOutcome, RunResult, Store,
+    StoreError, TaskControlOutcome, TaskControlParams, TaskInsertParams,
 };
 use tokio::sync::Notify;
 
@@ -236,6 +236,37 @@ impl Engine {
         Ok(task)
     }
 
+    /// Creates a task of the legacy northbound API: explicit targets, recorded with its
+    /// legacy operation (and deadline) in the same store transaction.
+    pub async fn create_legacy_task(
+        &self,
+        task: NewTask,
+        targets: Vec<String>,
+        operation: LegacyOperation,
+    ) -> EngineResult<Task> {
+        let sub_tasks = targets
+            .into_iter()
+            .map(|target| NewSubTask {
+                target,
+                input_json: None,
+            })
+            .collect();
+        let task = self
+            .store
+            .legacy_task_insert(
+                TaskInsertParams {
+                    task,
+                    sub_tasks,
+                    now: self.now(),
+                },
+                operation,
+            )
+            .await?;
+        tracing::info!(task_id = %task.id, kind = %task.kind, total = task.progress.total, "legacy task created");
+        self.wake();
+        Ok(task)
+    }
+
     /// Stop, retry or confirm a task, whole or for some targets.
     pub async fn control(
         &self,
@@ -244,6 +275,17 @@ impl Engine {
         op: ControlOp,
         targets: Option<Vec<String>>,
     ) -> EngineResult<TaskControlOutcome> {
+        // A task past its deadline runs nothing more: a retry would queue sub-tasks no
+        // claim hands out. (The deadline never changes, so this check can't go stale.)
+        if op == ControlOp::Retry
+            && let Some(legacy) = self.store.legacy_task_get(scope, task_id).await?
+            && legacy
+                .operation
+                .deadline_at
+                .is_some_and(|d| d <= self.now())
+        {
+            return Ok(TaskControlOutcome::TaskStateRefused(legacy.task.state));
+        }
         let outcome = self
             .store
             .task_control(TaskControlParams {
@@ -464,14 +506,16 @@ impl Engine {
             total.retries_released += pass.retries_released;
             total.leases_expired += pass.leases_expired;
             total.leases_abandoned += pass.leases_abandoned;
+            total.timed_out += pass.timed_out;
             if !pass.more {
                 break;
             }
         }
-        if total.retries_released + total.leases_expired > 0 {
+        if total.retries_released + total.leases_expired + total.timed_out > 0 {
             tracing::info!(
                 retries_released = total.retries_released,
                 leases_expired = total.leases_expired,
+                timed_out = total.timed_out,
                 "maintenance requeued sub-tasks"
             );
             self.wake();

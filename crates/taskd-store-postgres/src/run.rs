@@ -53,6 +53,8 @@ pub(crate) const CANDIDATES_SQL: &str = "SELECT id, project_id, instance_id, app
      document_json FROM tasks \
      WHERE runnable AND (schedule_at IS NULL OR schedule_at <= $1) AND kind = ANY($2) \
      AND ($3::TEXT IS NULL OR project_id = $3) \
+     AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
+                     WHERE d.task_id = tasks.id AND d.deadline_at <= $1) \
      ORDER BY served_seq, id LIMIT $4 FOR UPDATE SKIP LOCKED";
 
 /// Leases the first `$5` claimable sub-tasks of task `$4`. The pick is a materialised
@@ -390,12 +392,53 @@ pub(crate) async fn maintain(
 ) -> StoreResult<MaintenanceReport> {
     let retries = requeue(store, Requeue::RetriesDue, now, max_rows).await?;
     let leases = requeue(store, Requeue::LeasesExpired, now, max_rows).await?;
+    let (deadline_tasks, timed_out) = expire_deadlines(store, now, max_rows).await?;
     Ok(MaintenanceReport {
         retries_released: retries.requeued,
         leases_expired: leases.requeued,
         leases_abandoned: leases.abandoned,
-        more: retries.rows == u64::from(max_rows) || leases.rows == u64::from(max_rows),
+        timed_out,
+        more: retries.rows == u64::from(max_rows)
+            || leases.rows == u64::from(max_rows)
+            || deadline_tasks == u64::from(max_rows),
     })
+}
+
+/// Ends the unfinished sub-tasks of up to `max_tasks` tasks whose deadline passed, as
+/// failed (`TIMEOUT`), with the counters; each task locked in id order first. Returns
+/// (tasks, sub-tasks) ended.
+async fn expire_deadlines(
+    store: &PgStore,
+    now: Timestamp,
+    max_tasks: u32,
+) -> StoreResult<(u64, u64)> {
+    let mut tx = begin_write(store).await?;
+    let due: Vec<i64> = sqlx::query_scalar(crate::legacy::DEADLINES_DUE_SQL)
+        .bind(now.0)
+        .bind(i64::from(max_tasks))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    if due.is_empty() {
+        return give_up(tx, (0, 0)).await;
+    }
+    let mut ended = 0u64;
+    for task_id in &due {
+        let Some(task) = load_by_id_for_update(&mut tx, Id(*task_id)).await? else {
+            continue;
+        };
+        let moved = crate::legacy::expire_task(&mut tx, task.id, now).await?;
+        let mut progress = task.progress;
+        for (from, n) in crate::legacy::UNFINISHED.into_iter().zip(moved) {
+            progress.move_n(from, SubTaskState::Failed, n);
+            ended += n as u64;
+        }
+        if progress != task.progress {
+            settle(&mut tx, &task, progress, false, now).await?;
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    Ok((due.len() as u64, ended))
 }
 
 /// What `requeue` does to the sub-tasks one select finds.
@@ -512,7 +555,8 @@ async fn requeue(
 pub(crate) const NEXT_DUE_SQL: &str = "SELECT LEAST( \
      (SELECT MIN(schedule_at) FROM tasks WHERE runnable AND schedule_at > $1), \
      (SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting'), \
-     (SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing'))";
+     (SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing'), \
+     (SELECT MIN(deadline_at) FROM task_deadlines WHERE pending))";
 
 pub(crate) async fn next_due(store: &PgStore, now: Timestamp) -> StoreResult<Option<Timestamp>> {
     let mut conn = store.pool.acquire().await.map_err(db)?;

@@ -16,6 +16,16 @@ pub(crate) const ALLOCATE_SQL: &str = "UPDATE id_allocator \
      SET last_id = GREATEST(last_id + 1, $1) + $2 WHERE singleton = 0 RETURNING last_id";
 
 pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreResult<Task> {
+    insert_with(store, params, None).await
+}
+
+/// Inserts a task; with a legacy operation, records it (and its deadline) in the same
+/// transaction.
+pub(crate) async fn insert_with(
+    store: &PgStore,
+    params: TaskInsertParams,
+    legacy: Option<&taskd_store::LegacyOperation>,
+) -> StoreResult<Task> {
     let TaskInsertParams {
         task: new,
         sub_tasks,
@@ -112,6 +122,9 @@ pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreRe
     }
 
     count_add(&mut tx, &new.scope, app_id.as_deref(), &new.kind, state, 1).await?;
+    if let Some(op) = legacy {
+        crate::legacy::insert_operation(&mut tx, Id(first), &new.scope, op).await?;
+    }
     if runnable {
         crate::wakeups::notify_ready(&mut tx).await?;
     }

@@ -35,6 +35,7 @@ mod control;
 mod credentials;
 mod devices;
 mod files;
+mod legacy;
 mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
@@ -53,8 +54,9 @@ use taskd_core::{
     TaskScope, Timestamp,
 };
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, DeviceListParams, FileInsertOutcome, GroupListParams,
-    HeartbeatParams, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, Store,
+    ClaimParams, ClaimedSubTask, DeviceAttributes, DeviceListParams, FileInsertOutcome,
+    GroupListParams, HeartbeatParams, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams,
+    LegacyTokens, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, Store,
     StoreError, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
     TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
 };
@@ -393,6 +395,70 @@ impl Store for SqliteStore {
         group_ids: &[String],
     ) -> StoreResult<Result<Vec<String>, String>> {
         devices::group_members(self, scope, group_ids).await
+    }
+
+    async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {
+        legacy::app_put(self, app).await
+    }
+
+    async fn legacy_app_get(&self, app_id: &str) -> StoreResult<Option<LegacyApp>> {
+        legacy::app_get(self, app_id).await
+    }
+
+    async fn legacy_app_list(&self) -> StoreResult<Vec<LegacyApp>> {
+        legacy::app_list(self).await
+    }
+
+    async fn legacy_app_revoke(&self, app_id: &str, now: Timestamp) -> StoreResult<bool> {
+        legacy::app_revoke(self, app_id, now).await
+    }
+
+    async fn legacy_tokens_put(&self, tokens: &LegacyTokens) -> StoreResult<bool> {
+        legacy::tokens_put(self, tokens).await
+    }
+
+    async fn legacy_tokens_get(&self, app_id: &str) -> StoreResult<Option<LegacyTokens>> {
+        legacy::tokens_get(self, app_id).await
+    }
+
+    async fn legacy_rate_hit(&self, app_id: &str, window_start: Timestamp) -> StoreResult<i64> {
+        legacy::rate_hit(self, app_id, window_start).await
+    }
+
+    async fn device_attributes_put(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        attributes: &DeviceAttributes,
+    ) -> StoreResult<bool> {
+        legacy::attributes_put(self, scope, device_id, attributes).await
+    }
+
+    async fn device_attributes_get(
+        &self,
+        scope: &TaskScope,
+        device_ids: &[String],
+    ) -> StoreResult<Vec<(String, DeviceAttributes)>> {
+        legacy::attributes_get(self, scope, device_ids).await
+    }
+
+    async fn legacy_task_insert(
+        &self,
+        params: TaskInsertParams,
+        operation: LegacyOperation,
+    ) -> StoreResult<taskd_core::Task> {
+        tasks::insert_with(self, params, Some(&operation)).await
+    }
+
+    async fn legacy_task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<LegacyTask>> {
+        legacy::task_get(self, scope, id).await
+    }
+
+    async fn legacy_task_list(
+        &self,
+        params: &LegacyTaskListParams,
+    ) -> StoreResult<Page<LegacyTask>> {
+        legacy::task_list(self, params).await
     }
 
     async fn close(&self) {

@@ -35,13 +35,16 @@ struct Candidate {
     document_json: Option<String>,
 }
 
-/// The candidate tasks of a claim: runnable, schedule time reached, of the asked kinds,
-/// least recently served first.
+/// The candidate tasks of a claim: runnable, schedule time reached, deadline (if any)
+/// not reached, of the asked kinds, least recently served first.
 fn candidates_sql(kinds: usize, by_project: bool) -> String {
     let marks = vec!["?"; kinds].join(", ");
     format!(
         "SELECT id, project_id, instance_id, app_id, kind, name, document_json FROM tasks \
-         WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= ?) AND kind IN ({marks}){} \
+         WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= ?) \
+         AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
+                         WHERE d.task_id = tasks.id AND d.deadline_at <= ?) \
+         AND kind IN ({marks}){} \
          ORDER BY served_seq, id LIMIT ?",
         if by_project {
             " AND project_id = ?"
@@ -99,7 +102,9 @@ pub(crate) async fn claim(
     }
 
     let sql = candidates_sql(kinds.len(), project_id.is_some());
-    let mut query = sqlx::query_as::<_, Candidate>(sqlx::AssertSqlSafe(sql)).bind(now.0);
+    let mut query = sqlx::query_as::<_, Candidate>(sqlx::AssertSqlSafe(sql))
+        .bind(now.0)
+        .bind(now.0);
     for kind in &kinds {
         query = query.bind(kind);
     }
@@ -381,12 +386,52 @@ pub(crate) async fn maintain(
 ) -> StoreResult<MaintenanceReport> {
     let retries = requeue(store, Requeue::RetriesDue, now, max_rows).await?;
     let leases = requeue(store, Requeue::LeasesExpired, now, max_rows).await?;
+    let (deadline_tasks, timed_out) = expire_deadlines(store, now, max_rows).await?;
     Ok(MaintenanceReport {
         retries_released: retries.requeued,
         leases_expired: leases.requeued,
         leases_abandoned: leases.abandoned,
-        more: retries.rows == u64::from(max_rows) || leases.rows == u64::from(max_rows),
+        timed_out,
+        more: retries.rows == u64::from(max_rows)
+            || leases.rows == u64::from(max_rows)
+            || deadline_tasks == u64::from(max_rows),
     })
+}
+
+/// Ends the unfinished sub-tasks of up to `max_tasks` tasks whose deadline passed, as
+/// failed (`TIMEOUT`), with the counters. Returns (tasks, sub-tasks) ended.
+async fn expire_deadlines(
+    store: &SqliteStore,
+    now: Timestamp,
+    max_tasks: u32,
+) -> StoreResult<(u64, u64)> {
+    let mut tx = begin_write(store).await?;
+    let due: Vec<i64> = sqlx::query_scalar(crate::legacy::DEADLINES_DUE_SQL)
+        .bind(now.0)
+        .bind(i64::from(max_tasks))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    if due.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut ended = 0u64;
+    for task_id in &due {
+        let task = load_by_id(&mut tx, Id(*task_id))
+            .await?
+            .ok_or_else(|| corrupt(format!("deadline of a missing task {}", Id(*task_id))))?;
+        let moved = crate::legacy::expire_task(&mut tx, task.id, now).await?;
+        let mut progress = task.progress;
+        for (from, n) in crate::legacy::UNFINISHED.into_iter().zip(moved) {
+            progress.move_n(from, SubTaskState::Failed, n);
+            ended += n as u64;
+        }
+        if progress != task.progress {
+            settle(&mut tx, &task, progress, false, now).await?;
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    Ok((due.len() as u64, ended))
 }
 
 /// What `requeue` does to the sub-tasks one select finds.
@@ -487,7 +532,8 @@ async fn requeue(
 pub(crate) const NEXT_DUE_SQL: &str = "SELECT MIN(t) FROM ( \
      SELECT MIN(schedule_at) AS t FROM tasks WHERE runnable = 1 AND schedule_at > ?1 \
      UNION ALL SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting' \
-     UNION ALL SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing')";
+     UNION ALL SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing' \
+     UNION ALL SELECT MIN(deadline_at) FROM task_deadlines WHERE pending = 1)";
 
 pub(crate) async fn next_due(
     store: &SqliteStore,

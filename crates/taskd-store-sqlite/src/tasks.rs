@@ -3,14 +3,24 @@
 use sqlx::{Sqlite, SqliteConnection};
 use taskd_core::{Id, Progress, SubTask, Task, TaskScope, TaskState};
 use taskd_store::{
-    Page, PageRequest, StoreResult, SubTaskListParams, TaskDeleteOutcome, TaskInsertParams,
-    TaskListParams,
+    LegacyOperation, Page, PageRequest, StoreResult, SubTaskListParams, TaskDeleteOutcome,
+    TaskInsertParams, TaskListParams,
 };
 
 use crate::rows::{SubTaskRow, TaskRow, corrupt, sub_task_columns, task_columns};
 use crate::{SqliteStore, begin_read, begin_write, db};
 
 pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> StoreResult<Task> {
+    insert_with(store, params, None).await
+}
+
+/// Inserts a task; with a legacy operation, records it (and its deadline) in the same
+/// transaction.
+pub(crate) async fn insert_with(
+    store: &SqliteStore,
+    params: TaskInsertParams,
+    legacy: Option<&LegacyOperation>,
+) -> StoreResult<Task> {
     let TaskInsertParams {
         task: new,
         sub_tasks,
@@ -118,6 +128,9 @@ pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> Sto
 
     let scope = &new.scope;
     count_add(&mut tx, scope, app_id.as_deref(), &new.kind, state).await?;
+    if let Some(op) = legacy {
+        crate::legacy::insert_operation(&mut tx, Id(first), scope, op).await?;
+    }
     tx.commit().await.map_err(db)?;
 
     Ok(Task {

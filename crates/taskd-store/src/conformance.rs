@@ -25,6 +25,7 @@ mod control;
 mod credentials;
 mod devices;
 mod files;
+mod legacy;
 mod run;
 mod sub_tasks;
 mod tasks;
@@ -45,6 +46,7 @@ pub use control::*;
 pub use credentials::*;
 pub use devices::*;
 pub use files::*;
+pub use legacy::*;
 pub use run::*;
 pub use sub_tasks::*;
 pub use tasks::*;
@@ -103,6 +105,11 @@ macro_rules! store_conformance_tests {
             devices_are_scoped,
             groups_crud_and_limits,
             group_members_and_resolution,
+            legacy_apps_and_tokens,
+            legacy_rate_windows,
+            legacy_device_attributes,
+            legacy_tasks_round_trip_and_list,
+            legacy_deadline_times_out_unfinished,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -26,7 +26,13 @@ use taskd_core::{
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+mod legacy;
 mod registry;
+
+pub use legacy::{
+    DeviceAttributes, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams, LegacyTokens,
+    TIMEOUT_ERROR_CODE,
+};
 
 pub use registry::{
     DeviceEffect, DeviceEffectRefused, DeviceFilter, DeviceListParams, GatewayFilter, GroupFilter,
@@ -291,6 +297,8 @@ pub struct MaintenanceReport {
     /// Sub-tasks whose lease expired for the [`LEASE_EXPIRIES_BEFORE_FAILURE`]th time,
     /// failed instead (error code `LEASE_EXPIRED`).
     pub leases_abandoned: u64,
+    /// Unfinished sub-tasks of tasks past their deadline, ended as failed (`TIMEOUT`).
+    pub timed_out: u64,
     /// The pass stopped at its row bound; call again.
     pub more: bool,
 }
@@ -357,7 +365,10 @@ pub trait Store: Send + Sync + 'static {
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;
 
     /// One bounded maintenance pass: retries that are due go back to the queue, expired
-    /// leases return their sub-tasks for another attempt. At most `max_rows` of each.
+    /// leases return their sub-tasks for another attempt, and the unfinished sub-tasks of
+    /// tasks past their deadline end as failed with [`TIMEOUT_ERROR_CODE`] (counted in
+    /// the task's `LegacyTask::timed_out`). At most `max_rows` rows (deadline: tasks) of
+    /// each. No claim hands out a sub-task of a task past its deadline.
     async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport>;
 
     /// Takes or renews the leadership of a job: true when `holder` leads it until
@@ -378,7 +389,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// The earliest future moment something becomes due (a schedule time, a retry, a
-    /// lease expiry), so the runner can sleep until then.
+    /// lease expiry, a task deadline), so the runner can sleep until then.
     async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
 
     // ---- task files -------------------------------------------------------------------
@@ -504,6 +515,68 @@ pub trait Store: Send + Sync + 'static {
         scope: &TaskScope,
         group_ids: &[String],
     ) -> StoreResult<Result<Vec<String>, String>>;
+
+    // ---- the legacy northbound API ---------------------------------------------------------
+
+    /// Stores an app (creating its project). Storing the same app id again for the same
+    /// project replaces its secret and un-revokes it; for another project it is a
+    /// [`StoreError::Conflict`].
+    async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()>;
+
+    /// An app by id, revoked ones included.
+    async fn legacy_app_get(&self, app_id: &str) -> StoreResult<Option<LegacyApp>>;
+
+    /// All apps, revoked ones included, oldest first.
+    async fn legacy_app_list(&self) -> StoreResult<Vec<LegacyApp>>;
+
+    /// Revokes an app and drops its tokens; `false` when there is no active one.
+    async fn legacy_app_revoke(&self, app_id: &str, now: Timestamp) -> StoreResult<bool>;
+
+    /// Replaces the app's tokens (only the last issued are valid); `false` when the app
+    /// does not exist or is revoked.
+    async fn legacy_tokens_put(&self, tokens: &LegacyTokens) -> StoreResult<bool>;
+
+    async fn legacy_tokens_get(&self, app_id: &str) -> StoreResult<Option<LegacyTokens>>;
+
+    /// Counts one call of `app_id` in the fixed window starting at `window_start` and
+    /// returns the window's calls including this one, in one statement (shared by every
+    /// node). Older windows of the app are dropped.
+    async fn legacy_rate_hit(&self, app_id: &str, window_start: Timestamp) -> StoreResult<i64>;
+
+    /// Sets a device's legacy attributes; `false` when the device does not exist.
+    async fn device_attributes_put(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        attributes: &DeviceAttributes,
+    ) -> StoreResult<bool>;
+
+    /// The devices of `device_ids` that exist in `scope`, with their legacy attributes
+    /// (all `None` when never set), in the order given.
+    async fn device_attributes_get(
+        &self,
+        scope: &TaskScope,
+        device_ids: &[String],
+    ) -> StoreResult<Vec<(String, DeviceAttributes)>>;
+
+    /// [`Store::task_insert`] recording the legacy operation (and its deadline) in the
+    /// same transaction.
+    async fn legacy_task_insert(
+        &self,
+        params: TaskInsertParams,
+        operation: LegacyOperation,
+    ) -> StoreResult<Task>;
+
+    /// A task created through the legacy API in `scope`.
+    async fn legacy_task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<LegacyTask>>;
+
+    /// Tasks created through the legacy API, newest first. The free-form filters
+    /// (device type, model, manufacturer, device id) are counted over the listing's own
+    /// index range, like device listings.
+    async fn legacy_task_list(
+        &self,
+        params: &LegacyTaskListParams,
+    ) -> StoreResult<Page<LegacyTask>>;
 
     // ---- lifecycle ----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 //! (`taskd-store-sqlite`), the engine and the HTTP API. Each subcommand lives in its own
 //! module.
 
+mod apps;
 mod backend;
 mod bench;
 mod bench_run;
@@ -46,6 +47,9 @@ enum Command {
     /// Manage access keys (works while the server runs).
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Manage apps of the legacy northbound API (works while the server runs).
+    #[command(subcommand)]
+    Apps(apps::AppsCommand),
     /// Create or update the database schema, then exit (serve also does it at start).
     Migrate(DataArgs),
     /// Measure the figures in BENCHMARKS.md (build with --release).
@@ -70,6 +74,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Credentials(cmd) => credentials::run(cmd).await,
+            Command::Apps(cmd) => apps::run(cmd).await,
             Command::Migrate(data) => migrate(data).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TASKD_MAX_RUNNING_PER_PROJECT", default_value_t = 2_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_running_per_project: u32,
+    /// Legacy northbound flow control: calls per app per 60 s (over it: 403 1010009).
+    #[arg(long, env = "TASKD_LEGACY_RATE_LIMIT", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    legacy_rate_limit: u32,
     /// With the next two: make sure this exact credential exists at start.
     #[arg(long, env = "TASKD_BOOTSTRAP_PROJECT_ID", hide = true)]
     bootstrap_project_id: Option<String>,
@@ -69,7 +73,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine,
         store.clone(),
         clock,
-        ApiConfig::default(),
+        ApiConfig {
+            legacy_rate_limit: args.legacy_rate_limit,
+            ..ApiConfig::default()
+        },
     ));
     tracing::info!(listen = %args.listen, data_dir = %args.data.data_dir.display(), "taskd ready");
     println!("taskd listening on http://{}", args.listen);

@@ -29,6 +29,9 @@ pub enum NativeError {
     #[error("The lease on sub-task {0} is lost: it was stopped, expired or claimed again.")]
     LeaseLost(String),
     /// 500 TASKD.000001: the cause is logged, never sent.
+    /// 404 TASKD.000404: the named device (or other record) does not exist.
+    #[error("{0}")]
+    NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,6 +50,7 @@ impl NativeError {
             InvalidInput(_) => (StatusCode::BAD_REQUEST, "TASKD.000006"),
             MalformedBody(_) => (StatusCode::BAD_REQUEST, "TASKD.000008"),
             LeaseLost(_) => (StatusCode::CONFLICT, "TASKD.010409"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "TASKD.000404"),
         }
     }
 }

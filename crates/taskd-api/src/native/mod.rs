@@ -1,13 +1,15 @@
 //! taskd's own API under `/taskd/v1/`, signed with the same AK/SK scheme as the
-//! dialects: the worker protocol (`worker`), documented in `docs/worker-protocol.md`.
+//! dialects: the worker protocol (`worker`), documented in `docs/worker-protocol.md`, and
+//! the legacy device attributes (`devices`, `docs/legacy-northbound.md`).
 //! `error` is its envelope.
 
+mod devices;
 pub mod error;
 mod worker;
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use axum::routing::post;
+use axum::routing::{post, put};
 use axum::{Router, middleware};
 
 pub use error::NativeError;
@@ -23,6 +25,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(worker::heartbeat),
         )
         .route("/taskd/v1/{project_id}/results", post(worker::results))
+        .route(
+            "/taskd/v1/{project_id}/devices/{device_id}/attributes",
+            put(devices::put_attributes).get(devices::get_attributes),
+        )
         .route_layer(middleware::from_fn_with_state(
             state,
             require_signature::<NativeError>,

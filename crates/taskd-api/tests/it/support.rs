@@ -26,6 +26,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// The app's engine: tests run its maintenance on the virtual clock.
     pub engine: taskd_engine::Engine,
+    /// The app's store, for fixtures the API has no call for (legacy apps).
+    pub store: Arc<dyn Store>,
     _dir: tempfile::TempDir,
 }
 
@@ -103,13 +105,14 @@ impl TestApp {
                 .unwrap();
         }
         let clock = ManualClock::new(START);
-        let state = AppState::new(store, Arc::new(clock.clone()), config);
+        let state = AppState::new(store.clone(), Arc::new(clock.clone()), config);
         let engine = state.engine.clone();
         let router = taskd_api::router(state);
         TestApp {
             router,
             clock,
             engine,
+            store,
             _dir: dir,
         }
     }
