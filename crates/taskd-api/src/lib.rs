@@ -5,7 +5,10 @@
 //!   handler sees a request, and hands handlers a [`auth::Principal`].
 //! * [`iotda`] serves the IoTDA batch-task family under `/v5/iot/{project_id}/`.
 //! * [`iam`] answers the SDK's project discovery (`GET /v3/projects`).
-//! * [`native`] is taskd's own API under `/taskd/v1/`: the worker protocol.
+//! * [`iotdm`], [`rabbitmq`], [`swr`] serve instance operations (IoTDA instance tasks,
+//!   DMS RabbitMQ background tasks, SWR instance jobs): thin views of the one model.
+//! * [`native`] is taskd's own API under `/taskd/v1/`: the worker protocol and producing
+//!   instance operations.
 //!
 //! Only this crate knows HTTP status codes and error envelopes; each dialect turns
 //! errors into its envelope in exactly one place (its `error` module).
@@ -13,8 +16,12 @@
 pub mod auth;
 pub mod iam;
 pub mod iotda;
+pub mod iotdm;
 pub mod native;
 mod query;
+pub mod rabbitmq;
+mod signed_path;
+pub mod swr;
 mod wire_time;
 
 use std::sync::Arc;
@@ -96,6 +103,9 @@ pub fn router(state: AppState) -> Router {
         .merge(iotda::router(state.clone()))
         .merge(iam::router(state.clone()))
         .merge(native::router(state.clone()))
+        .merge(iotdm::router(state.clone()))
+        .merge(rabbitmq::router(state.clone()))
+        .merge(swr::router(state.clone()))
         .fallback(no_such_api)
         .with_state(state)
         // Outermost last: the request id exists before the trace span opens, and is

@@ -25,6 +25,7 @@ mod control;
 mod credentials;
 mod devices;
 mod files;
+mod operations;
 mod run;
 mod sub_tasks;
 mod tasks;
@@ -45,6 +46,7 @@ pub use control::*;
 pub use credentials::*;
 pub use devices::*;
 pub use files::*;
+pub use operations::*;
 pub use run::*;
 pub use sub_tasks::*;
 pub use tasks::*;
@@ -101,6 +103,9 @@ macro_rules! store_conformance_tests {
             devices_are_scoped,
             groups_crud_and_limits,
             group_members_and_resolution,
+            ops_window_gates_claims,
+            ops_list_filters_and_instance_owner,
+            purge_finished_keeps_counts,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -145,6 +150,7 @@ pub fn new_task(scope: &TaskScope, name: &str) -> NewTask {
         document_source: None,
         schedule_at: None,
         retry: None,
+        operation: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod backend;
 mod bench;
 mod credentials;
 mod logging;
+mod ops;
 mod serve;
 mod worker;
 
@@ -51,6 +52,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Claim sub-tasks from a taskd and run a command for each (docs/worker-protocol.md).
     Worker(worker::WorkerArgs),
+    /// Record and list instance operations (docs/instance-operations.md).
+    #[command(subcommand)]
+    Ops(ops::OpsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +76,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(data) => migrate(data).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,
+            Command::Ops(cmd) => ops::run(cmd).await,
         }
     });
     match result {

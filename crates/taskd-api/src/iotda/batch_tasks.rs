@@ -288,6 +288,7 @@ fn new_task(
             .flatten(),
         schedule_at,
         retry,
+        operation: None,
     };
     Ok((task, source))
 }

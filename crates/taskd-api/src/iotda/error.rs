@@ -149,6 +149,9 @@ impl From<EngineError> for IotdaError {
             EngineError::FileNotFound(id) => IotdaError::InvalidInput(format!(
                 "document_source {id} is not an uploaded batch task file."
             )),
+            EngineError::InstanceOfAnotherProject(id) => IotdaError::Forbidden(format!(
+                "Operation not allowed. Instance {id} belongs to another project."
+            )),
             EngineError::Store(e) => e.into(),
         }
     }

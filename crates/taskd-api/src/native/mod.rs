@@ -1,8 +1,10 @@
 //! taskd's own API under `/taskd/v1/`, signed with the same AK/SK scheme as the
-//! dialects: the worker protocol (`worker`), documented in `docs/worker-protocol.md`.
+//! dialects: the worker protocol (`worker`), documented in `docs/worker-protocol.md`, and
+//! producing instance operations (`operations`, `docs/instance-operations.md`).
 //! `error` is its envelope.
 
 pub mod error;
+mod operations;
 mod worker;
 
 use axum::extract::{FromRequestParts, RawPathParams};
@@ -23,6 +25,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(worker::heartbeat),
         )
         .route("/taskd/v1/{project_id}/results", post(worker::results))
+        .route(
+            "/taskd/v1/{project_id}/operations",
+            post(operations::create).get(operations::list),
+        )
         .route_layer(middleware::from_fn_with_state(
             state,
             require_signature::<NativeError>,

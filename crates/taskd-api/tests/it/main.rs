@@ -7,4 +7,5 @@ mod auth;
 mod batch_tasks;
 mod devices;
 mod files;
+mod operations;
 mod worker;

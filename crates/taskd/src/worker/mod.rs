@@ -14,7 +14,7 @@
 //! reported, then the worker exits 0. A second one kills the running commands (their
 //! leases expire and the sub-tasks are claimed again) and the worker exits non-zero.
 
-mod client;
+pub mod client;
 mod command;
 #[allow(
     dead_code,

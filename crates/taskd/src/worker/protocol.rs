@@ -37,6 +37,11 @@ pub fn is_valid_task_type(t: &str) -> bool {
 }
 
 /// `POST /taskd/v1/{project_id}/claims`
+/// `/taskd/v1/{project_id}/{rest}`.
+pub fn project_path(project_id: &str, rest: &str) -> String {
+    format!("/taskd/v1/{}/{rest}", encode_segment(project_id))
+}
+
 pub fn claims_path(project_id: &str) -> String {
     format!("/taskd/v1/{}/claims", encode_segment(project_id))
 }
