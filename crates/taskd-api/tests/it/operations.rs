@@ -243,7 +243,8 @@ async fn projects_and_instances_are_isolated() {
     .await;
     let id = op["operation_id"].as_str().unwrap();
     // The other project's key may not record operations on this instance ...
-    let mut c = Call::new("POST", &ops_path(P2))
+    let p2_ops = ops_path(P2);
+    let mut c = Call::new("POST", &p2_ops)
         .json(json!({"service": "rabbitmq", "instance_id": RMQ, "type": "x"}));
     (c.ak, c.sk, c.project_header) = (AK2, SK2, P2);
     let r = app.call(c).await;
@@ -276,7 +277,7 @@ async fn projects_and_instances_are_isolated() {
     let r = get(&app, &format!("/v5/iot/{P1}/batchtasks"), &[]).await;
     assert_eq!(r.body["page"]["count"], 0, "{}", r.body);
     // An IoTDA instance of another project.
-    let mut c = Call::new("POST", &ops_path(P2))
+    let mut c = Call::new("POST", &p2_ops)
         .json(json!({"service": "iotda-instance", "instance_id": "abc", "type": "CREATE"}));
     (c.ak, c.sk, c.project_header) = (AK2, SK2, P2);
     assert_eq!(app.call(c).await.status, StatusCode::CREATED);
@@ -555,8 +556,9 @@ async fn bad_operations_are_refused_and_write_nothing() {
         (r.status, r.code()),
         (StatusCode::BAD_REQUEST, "TASKD.000008")
     );
+    let p1_ops = ops_path(P1);
     for (service, inst) in [("iotda-instance", "abc"), ("rabbitmq", "r"), ("swr", "")] {
-        let mut c = Call::new("GET", &ops_path(P1));
+        let mut c = Call::new("GET", &p1_ops);
         let q = [("service", service), ("instance_id", inst)];
         c.query = &q;
         let r = app.call(c).await;
