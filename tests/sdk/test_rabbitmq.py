@@ -15,7 +15,9 @@ from huaweicloudsdkrabbitmq.v2 import (
     ShowBackgroundTaskRequest,
 )
 
-from taskd_sdk import OPS_SCRIPT, Worker, expect_error, ops_create, raw_json, service_client, utc_now, wait_for
+from taskd_sdk import (
+    OPS_SCRIPT, Worker, expect_error, ops_cli, ops_create, raw_json, service_client, utc_now, wait_for,
+)
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 NAME = "bindInstancePublicIp"
@@ -88,6 +90,24 @@ def test_paging_and_time_filters(server, creds, dms):
     assert within.task_count == "5"
     later = listed(dms, inst, begin_time=(now.replace(year=now.year + 1)).strftime("%Y%m%d%H%M%S"))
     assert (later.task_count, later.tasks) == ("0", [])
+    # The control plane's view of the same operations (`taskd ops list`).
+    out = json.loads(ops_cli(server, creds, "list", "--service", "rabbitmq", "--instance-id", inst, "--limit", "3",
+                             "--json").stdout)
+    assert out["count"] == 5 and [o["operation_id"] for o in out["operations"]] == newest[:3]
+    assert all(o["state"] == "waiting" and o["instance_id"] == inst for o in out["operations"])
+    text = ops_cli(server, creds, "list", "--service", "rabbitmq", "--instance-id", inst).stdout
+    assert text.startswith("5 operation(s)") and newest[0] in text
+
+
+def test_the_cli_refuses_bad_operations_and_writes_nothing(server, creds, dms):
+    inst = new_instance()
+    res = ops_cli(server, creds, "create", "--service", "rabbitmq", "--instance-id", inst, "--type", "bind-ip",
+                  check=False)
+    assert res.returncode != 0 and "TASKD.000006" in res.stderr, res.stderr
+    res = ops_cli(server, creds, "create", "--service", "rabbitmq", "--instance-id", inst, "--type", "x",
+                  "--window", "25:00-01:00", check=False)
+    assert res.returncode != 0 and "TASKD.000006" in res.stderr, res.stderr
+    assert listed(dms, inst).task_count == "0"
 
 
 @pytest.mark.parametrize("query,code", [

@@ -54,7 +54,7 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Record and list instance operations (docs/instance-operations.md).
     #[command(subcommand)]
-    Ops(ops::OpsCommand),
+    Ops(Box<ops::OpsCommand>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,7 +76,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(data) => migrate(data).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,
-            Command::Ops(cmd) => ops::run(cmd).await,
+            Command::Ops(cmd) => ops::run(*cmd).await,
         }
     });
     match result {

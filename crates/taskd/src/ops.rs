@@ -30,7 +30,7 @@ pub struct Connection {
 #[derive(clap::Subcommand, Debug)]
 pub enum OpsCommand {
     /// Record an operation on a service instance; a worker runs it.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the operations of a service instance (SWR: of the project), newest first.
     List(ListArgs),
 }
@@ -104,7 +104,7 @@ pub struct ListArgs {
 
 pub async fn run(cmd: OpsCommand) -> anyhow::Result<()> {
     match cmd {
-        OpsCommand::Create(args) => create(args).await,
+        OpsCommand::Create(args) => create(*args).await,
         OpsCommand::List(args) => list(args).await,
     }
 }
