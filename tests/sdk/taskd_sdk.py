@@ -510,9 +510,9 @@ class Worker:
     """A real `taskd worker` process claiming `task_types` for `creds`' project and running `command` (argv) once
     per sub-task."""
 
-    def __init__(self, url: str, creds: Creds, task_types, command, concurrency: int = 8):
+    def __init__(self, url: str, creds: Creds, task_types, command, concurrency: int = 8, extra_args=()):
         args = [str(TASKD_BIN), "worker", "--endpoint", url, "--ak", creds.ak, "--sk", creds.sk,
-                "--project-id", creds.project_id, "--concurrency", str(concurrency)]
+                "--project-id", creds.project_id, "--concurrency", str(concurrency), *extra_args]
         for t in task_types:
             args += ["--task-type", t]
         self.proc = subprocess.Popen(args + ["--", *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -83,6 +83,27 @@ def test_a_failed_task_is_retried_and_succeeds(server, creds, iotdm, worker):
         RetryInstanceTaskRequest(instance_id=inst, task_id=op["operation_id"])), 403, "IOTDA.014221")
 
 
+def test_progress_reported_by_the_command_is_shown(server, creds, iotdm, tmp_path):
+    """The command writes its progress to $TASKD_PROGRESS_FILE; the worker's heartbeats carry it."""
+    release = tmp_path / "release"
+    script = ('echo 40 > "$TASKD_PROGRESS_FILE"; '
+              f'while [ ! -e {release} ]; do sleep 0.05; done; echo "$TASKD_SERVICE done"')
+    inst = new_hex_instance_id()
+    w = Worker(server.url, creds, ["UPDATE_ALLOW_LISTS"], ["sh", "-c", script], concurrency=1,
+               extra_args=["--heartbeat-interval-ms", "100"])
+    try:
+        op = ops_create(server, creds, "iotda-instance", inst, "UPDATE_ALLOW_LISTS")
+        running = wait_for(lambda: (t := show(iotdm, inst, op["operation_id"])).progress == 40 and t,
+                           "progress 40")
+        assert running.status == "RUNNING" and TIME_RE.match(running.start_time) and running.end_time is None
+        release.touch()
+        done = status_is(iotdm, inst, op["operation_id"], "SUCCESS")
+        assert done.progress == 100 and TIME_RE.match(done.end_time)
+    finally:
+        release.touch()
+        w.stop()
+
+
 def test_listing_pages_newest_first_at_most_20(server, creds, iotdm):
     inst = new_hex_instance_id()
     plain = [t for t in TYPES if t != "MODIFY"]  # MODIFY needs a target flavour

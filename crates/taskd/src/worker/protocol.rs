@@ -111,6 +111,9 @@ pub struct ClaimedSubTask {
     pub instance_id: String,
     #[serde(default)]
     pub app_id: Option<String>,
+    /// An instance operation's service (`iotda-instance`, `rabbitmq`, `swr`).
+    #[serde(default)]
+    pub service: Option<String>,
     pub target: String,
     /// The task's document as the user gave it.
     #[serde(default)]
