@@ -281,6 +281,7 @@ mod tests {
             project_id: "p".into(),
             instance_id: "".into(),
             app_id: None,
+            service: None,
             target: "dev-001".into(),
             document: Some(json!({"package_ids": ["a"]})),
             input: None,
