@@ -4,12 +4,12 @@
 //! | engine task state | `status` |
 //! |---|---|
 //! | initializing, waiting | `PENDING` |
-//! | processing, stopping | `RUNNING` |
+//! | processing, stopping | `RUNNING`; `PENDING` while nothing runs (a retried task waiting for a worker or its window) |
 //! | succeeded | `SUCCESS` |
 //! | failed, partially_succeeded, stopped | `FAILED` |
 
 use serde_json::{Value, json};
-use taskd_core::{SubTaskState, TaskState};
+use taskd_core::{SubTaskState, Task, TaskState};
 use taskd_store::OpRecord;
 
 use crate::wire_time::format_iso_millis;
@@ -26,12 +26,26 @@ pub fn status(state: TaskState) -> &'static str {
     }
 }
 
-/// 0-100: what the worker last reported while running, 100 once succeeded.
+/// The status of a task, from its state and its counters: an active task none of whose
+/// sub-tasks runs is still pending.
+pub fn task_status(task: &Task) -> &'static str {
+    match task.state {
+        TaskState::Processing | TaskState::Stopping if task.progress.processing == 0 => "PENDING",
+        state => status(state),
+    }
+}
+
+/// 0-100: what the worker last reported for the current (or failed) run, 0 while
+/// waiting to run, 100 once succeeded.
 pub fn progress(rec: &OpRecord) -> u8 {
-    match rec.task.state {
-        TaskState::Succeeded => 100,
-        TaskState::Initializing | TaskState::Waiting => 0,
-        _ => rec.sub_task.as_ref().and_then(|s| s.progress).unwrap_or(0),
+    if rec.task.state == TaskState::Succeeded {
+        return 100;
+    }
+    match rec.sub_task.as_ref() {
+        Some(s) if matches!(s.state, SubTaskState::Processing | SubTaskState::Failed) => {
+            s.progress.unwrap_or(0)
+        }
+        _ => 0,
     }
 }
 
@@ -67,7 +81,7 @@ pub fn instance_task(rec: &OpRecord, with_progress: bool) -> Value {
     let mut v = json!({
         "task_id": task.id.to_string(),
         "type": task.kind,
-        "status": status(task.state),
+        "status": task_status(task),
         "status_detail": status_detail(rec),
         "create_time": format_iso_millis(task.created_at),
         "start_time": started.map(format_iso_millis),
