@@ -596,3 +596,76 @@ async fn retention_purges_old_finished_operations_only() {
     assert_eq!(r.body["total"], 1);
     assert_ne!(r.body["jobs"][0]["id"], done["operation_id"]);
 }
+
+#[tokio::test]
+async fn schedule_time_and_window_combine_and_the_native_list_pages() {
+    let app = TestApp::new().await;
+    // Asked for the next day at 00:00, window 18:00-22:00: runs from the next day 18:00.
+    let op = create(
+        &app,
+        json!({"service": "rabbitmq", "instance_id": RMQ, "type": "resize", "schedule_time": "20260102T000000Z",
+               "operate_window": {"start_time": "18:00", "end_time": "22:00"}}),
+    )
+    .await;
+    assert_eq!(op["schedule_time"], "2026-01-02T18:00:00.000Z");
+    // Inside a wrapping window at creation: at once.
+    app.clock.advance_millis(30 * 60_000);
+    let op = create(
+        &app,
+        json!({"service": "rabbitmq", "instance_id": RMQ, "type": "resize",
+               "operate_window": {"start_time": "23:00", "end_time": "01:00"}}),
+    )
+    .await;
+    assert_eq!(op["schedule_time"], "2026-01-01T00:30:00.000Z");
+    assert_eq!(claim(&app, "resize").await.len(), 1);
+    // Same time tomorrow at 18:00 the first one starts; not a minute before.
+    app.clock
+        .advance_millis((24 + 17) * 3_600_000 + 29 * 60_000);
+    assert!(claim(&app, "resize").await.is_empty());
+    app.clock.advance_millis(60_000);
+    assert_eq!(claim(&app, "resize").await.len(), 1);
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let op = create(
+            &app,
+            json!({"service": "swr", "instance_id": "s1", "type": "CreateInstance"}),
+        )
+        .await;
+        ids.push(op["operation_id"].as_str().unwrap().to_owned());
+    }
+    let p1_ops = ops_path(P1);
+    let mut c = Call::new("GET", &p1_ops);
+    let q = [("service", "swr"), ("limit", "2")];
+    c.query = &q;
+    let page = app.call(c).await.body;
+    assert_eq!(page["count"], 3);
+    let got: Vec<&str> = page["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["operation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[2].as_str(), ids[1].as_str()]);
+    let mut c = Call::new("GET", &p1_ops);
+    let q = [("service", "swr"), ("marker", ids[1].as_str())];
+    c.query = &q;
+    let page = app.call(c).await.body;
+    assert_eq!(page["operations"][0]["operation_id"], ids[0].as_str());
+    assert_eq!(page["operations"][0]["instance_id"], "s1");
+    for q in [
+        vec![("service", "kafka")],
+        vec![("service", "rabbitmq")],
+        vec![("service", "swr"), ("limit", "101")],
+        vec![("service", "swr"), ("marker", "zz")],
+    ] {
+        let mut c = Call::new("GET", &p1_ops);
+        c.query = &q;
+        let r = app.call(c).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "TASKD.000006"),
+            "{q:?}"
+        );
+    }
+}
