@@ -373,7 +373,8 @@ pub trait Store: Send + Sync + 'static {
     // ---- running sub-tasks ----------------------------------------------------------
 
     /// Leases up to `max` ready sub-tasks (queued, released, their task's schedule time
-    /// reached) to an executor, within the running limits, spread fairly over tasks:
+    /// reached, its maintenance window — if any — open at `now`'s UTC minute of the day,
+    /// see `taskd_core::OperateWindow::contains`) to an executor, within the running limits, spread fairly over tasks:
     /// tasks served least recently first, each getting an equal share. Each claimed
     /// sub-task moves `Waiting` → `Processing` with its attempt counted, in one
     /// transaction with the counters.
