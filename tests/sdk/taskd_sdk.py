@@ -513,9 +513,9 @@ class Worker:
     """A real `taskd worker` process claiming `task_types` for `creds`' project and running `command` (argv) once
     per sub-task."""
 
-    def __init__(self, url: str, creds: Creds, task_types, command, concurrency: int = 8):
+    def __init__(self, url: str, creds: Creds, task_types, command, concurrency: int = 8, extra_args=()):
         args = [str(TASKD_BIN), "worker", "--endpoint", url, "--ak", creds.ak, "--sk", creds.sk,
-                "--project-id", creds.project_id, "--concurrency", str(concurrency)]
+                "--project-id", creds.project_id, "--concurrency", str(concurrency), *extra_args]
         for t in task_types:
             args += ["--task-type", t]
         self.proc = subprocess.Popen(args + ["--", *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -548,3 +548,55 @@ def wait_for(check, what: str, deadline_s: float = 60.0):
             return got
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+# ---- instance operations (IoTDM, RabbitMQ, SWR) -----------------------------------------------------------------
+
+
+def service_client(client_cls, url: str, creds: Creds, project_id: str | None = None):
+    """An official service client (IoTDMClient, RabbitMQClient, SwrClient: plain SDK-HMAC-SHA256) on taskd."""
+    cfg = HttpConfig.get_default_config()
+    cfg.timeout = (10, 120)
+    cred = BasicCredentials(creds.ak, creds.sk, project_id or creds.project_id)
+    return client_cls.new_builder().with_http_config(cfg).with_credentials(cred).with_region(Region(REGION, url)).build()
+
+
+def ops_cli(server, creds: Creds, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`taskd ops <command> ...` against `server` with `creds` (the control plane's side, over the native API)."""
+    cmd = [str(TASKD_BIN), "ops", command, "--endpoint", server.url, "--ak", creds.ak, "--sk", creds.sk,
+           "--project-id", creds.project_id, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}\nstdout:{res.stdout}\nstderr:{res.stderr}")
+    return res
+
+
+def ops_create(server, creds: Creds, service: str, instance_id: str, op_type: str, **opts) -> dict:
+    """Records an operation with `taskd ops create --json`; opts are its flags (params as a dict)."""
+    args = ["--service", service, "--instance-id", instance_id, "--type", op_type, "--json"]
+    for k, v in opts.items():
+        args += [f"--{k.replace('_', '-')}", json.dumps(v) if isinstance(v, dict) else str(v)]
+    return json.loads(ops_cli(server, creds, "create", *args).stdout)
+
+
+def new_hex_instance_id() -> str:
+    """An IoTDA instance id ([0-9a-f-]{1,36})."""
+    return str(uuid.uuid4())
+
+
+# Succeeds, naming what it did; fails (exit 3, reason on stderr) for a target starting with "bad" on its first
+# attempt, so a retry succeeds.
+OPS_SCRIPT = (
+    'echo "$TASKD_TASK_TYPE on $TASKD_INSTANCE_ID ($TASKD_TARGET) attempt $TASKD_ATTEMPT"; '
+    'case "$TASKD_TARGET" in bad*) [ "$TASKD_ATTEMPT" != 1 ] || { echo "quota exceeded" >&2; exit 3; };; esac'
+)
+
+
+def hh_mm(dt: datetime) -> str:
+    return dt.strftime("%H:%M")
+
+
+def closed_window() -> tuple[str, str]:
+    """A maintenance window (UTC) that opens in two hours, so it is closed for the whole test."""
+    now = utc_now()
+    return hh_mm(now + timedelta(hours=2)), hh_mm(now + timedelta(hours=3))

@@ -5,10 +5,12 @@
 //!   handler sees a request, and hands handlers a [`auth::Principal`].
 //! * [`iotda`] serves the IoTDA batch-task family under `/v5/iot/{project_id}/`.
 //! * [`iam`] answers the SDK's project discovery (`GET /v3/projects`).
-//! * [`native`] is taskd's own API under `/taskd/v1/`: the worker protocol and the
-//!   legacy device attributes.
+//! * [`iotdm`], [`rabbitmq`], [`swr`] serve instance operations (IoTDA instance tasks,
+//!   DMS RabbitMQ background tasks, SWR instance jobs): thin views of the one model.
 //! * [`legacy`] serves the legacy IoT northbound API (`/iocm/app/sec/v1.1.0/`,
 //!   `/iodm/northbound/v1.5.0/`) with its own app/token authentication.
+//! * [`native`] is taskd's own API under `/taskd/v1/`: the worker protocol, producing
+//!   instance operations, and the legacy device attributes.
 //!
 //! Only this crate knows HTTP status codes and error envelopes; each dialect turns
 //! errors into its envelope in exactly one place (its `error` module).
@@ -16,9 +18,13 @@
 pub mod auth;
 pub mod iam;
 pub mod iotda;
+pub mod iotdm;
 pub mod legacy;
 pub mod native;
 mod query;
+pub mod rabbitmq;
+mod signed_path;
+pub mod swr;
 mod wire_time;
 
 use std::sync::Arc;
@@ -104,6 +110,9 @@ pub fn router(state: AppState) -> Router {
         .merge(iam::router(state.clone()))
         .merge(native::router(state.clone()))
         .merge(legacy::router(state.clone()))
+        .merge(iotdm::router(state.clone()))
+        .merge(rabbitmq::router(state.clone()))
+        .merge(swr::router(state.clone()))
         .fallback(no_such_api)
         .with_state(state)
         // Outermost last: the request id exists before the trace span opens, and is

@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod device;
 pub mod id;
+pub mod operation;
 pub mod progress;
 pub mod state;
 pub mod task;
@@ -18,6 +19,7 @@ pub use device::{
     AuthType, Device, DeviceGroup, DeviceStatus, DeviceUpdate, NewDevice, NewDeviceGroup,
 };
 pub use id::{Id, IdParseError};
+pub use operation::{IOTDA_INSTANCE_TYPES, OpService, OperateWindow, Operation, minute_of_day};
 pub use progress::Progress;
 pub use state::{ControlOp, SubTaskState, TaskState};
 pub use task::{

@@ -6,6 +6,7 @@
 
 use crate::clock::Timestamp;
 use crate::id::Id;
+use crate::operation::Operation;
 use crate::progress::Progress;
 use crate::state::{SubTaskState, TaskState};
 
@@ -53,6 +54,8 @@ pub struct NewTask {
     pub document_source: Option<String>,
     pub schedule_at: Option<Timestamp>,
     pub retry: Option<RetryPolicy>,
+    /// Set for instance operations (`None` for batch tasks).
+    pub operation: Option<Operation>,
 }
 
 /// One sub-task to create with a task.
@@ -79,6 +82,8 @@ pub struct Task {
     pub document_source: Option<String>,
     pub schedule_at: Option<Timestamp>,
     pub retry: Option<RetryPolicy>,
+    /// Set for instance operations (`None` for batch tasks).
+    pub operation: Option<Operation>,
     pub state: TaskState,
     /// Why the task is in its state, for humans (IoTDA `status_desc`).
     pub state_detail: Option<String>,
@@ -102,6 +107,8 @@ pub struct SubTask {
     pub attempts: u32,
     /// What the executor last reported (0-100) for the run in progress or last run.
     pub progress: Option<u8>,
+    /// When the current or last run was claimed (`None` before the first run).
+    pub started_at: Option<Timestamp>,
     pub updated_at: Timestamp,
 }
 

@@ -11,8 +11,14 @@
 //!   schedule time, confirm, fairness and running limits are the store's claim rules;
 //! * [`Engine::heartbeat`] and [`Engine::report`] extend leases and record results (in
 //!   batches, one transaction per batch);
-//! * [`Engine::maintain`] is one maintenance pass (retries due, leases expired), which
-//!   [`runner`] runs on a timer in the server; tests call it on virtual time.
+//! * [`Engine::maintain`] is one maintenance pass (retries due, leases expired, and the
+//!   retention purge of old finished tasks), which [`runner`] runs on a timer in the
+//!   server; tests call it on virtual time.
+//!
+//! Instance operations ([`Engine::create_operation`]) are tasks with one sub-task: the
+//! engine places them in their service's scope, keeps each instance in one project, and
+//! turns a maintenance window into the schedule time of the window's next opening (the
+//! stores' claim also refuses a closed window, so a retry never starts in one).
 
 pub mod registry;
 pub mod runner;
@@ -20,11 +26,14 @@ pub mod runner;
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskd_core::{Clock, ControlOp, Id, NewSubTask, NewTask, Task, TaskScope, Timestamp};
+use taskd_core::{
+    Clock, ControlOp, Id, NewSubTask, NewTask, OpService, OperateWindow, Operation, Task,
+    TaskScope, Timestamp,
+};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, HeartbeatParams, LeaderParams, LegacyOperation,
-    MaintenanceReport, ReportOutcome, ReportParams, RunLimits, RunOutcome, RunResult, Store,
-    StoreError, TaskControlOutcome, TaskControlParams, TaskInsertParams,
+    ClaimParams, ClaimedSubTask, HeartbeatParams, LeaderParams, LegacyOperation, MaintenanceReport,
+    ReportOutcome, ReportParams, RunLimits, RunOutcome, RunResult, Store, StoreError,
+    TaskControlOutcome, TaskControlParams, TaskInsertParams,
 };
 use tokio::sync::Notify;
 
@@ -58,6 +67,9 @@ pub enum EngineError {
     GroupsEmpty,
     #[error("the device groups have {count} devices; a task takes at most {max}")]
     TooManyTargets { count: usize, max: usize },
+    /// The instance's operations are recorded in another project.
+    #[error("instance {0} belongs to another project")]
+    InstanceOfAnotherProject(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -84,6 +96,9 @@ pub struct EngineConfig {
     /// How long a maintenance leadership lasts unless renewed (every `poll_interval`):
     /// the longest a dead leader's jobs wait for another node to take them over.
     pub leader_term: Duration,
+    /// Finished tasks (and operations) whose last change is older than this are purged by
+    /// maintenance; `None` keeps them forever.
+    pub retention: Option<Duration>,
 }
 
 /// A name no other running taskd process has: host, process id and a random suffix
@@ -106,6 +121,31 @@ pub fn default_node_id() -> String {
     )
 }
 
+/// Default retention of finished tasks: 180 days (what IoTDA instance tasks promise).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(180 * 24 * 3600);
+
+/// An instance operation as the control plane records it (validated by the native API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOperation {
+    pub project_id: String,
+    pub service: OpService,
+    pub instance_id: String,
+    /// The operation's type (IoTDA `type`, RabbitMQ `name`, SWR `type`): the task type
+    /// workers claim.
+    pub kind: String,
+    /// A display name (SWR `resource_name`); the type when not given.
+    pub name: String,
+    /// What the operation acts on (SWR `resource_id`); usually the instance.
+    pub target: String,
+    /// Parameters as JSON text (RabbitMQ `params`); what a worker gets as `document`.
+    pub params_json: Option<String>,
+    pub user_name: Option<String>,
+    pub user_id: Option<String>,
+    pub target_config_json: Option<String>,
+    pub window: Option<OperateWindow>,
+    pub schedule_at: Option<Timestamp>,
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -117,6 +157,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             node_id: default_node_id(),
             leader_term: Duration::from_secs(5),
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }
@@ -265,6 +306,50 @@ impl Engine {
         tracing::info!(task_id = %task.id, kind = %task.kind, total = task.progress.total, "legacy task created");
         self.wake();
         Ok(task)
+    }
+
+    /// Records an instance operation: a task with one sub-task in the service's scope. Its
+    /// schedule time is the later of the asked time and the maintenance window's next
+    /// opening. Refused when the instance's operations live in another project.
+    pub async fn create_operation(&self, op: NewOperation) -> EngineResult<Task> {
+        if let Some(owner) = self
+            .store
+            .op_instance_owner(op.service, &op.instance_id)
+            .await?
+            && owner != op.project_id
+        {
+            return Err(EngineError::InstanceOfAnotherProject(op.instance_id));
+        }
+        let now = self.now();
+        let schedule_at = match (op.schedule_at, op.window) {
+            (at, Some(w)) => Some(w.next_open(at.unwrap_or(now).max(now))),
+            (at, None) => at,
+        };
+        let task = NewTask {
+            scope: op.service.scope(&op.project_id, &op.instance_id),
+            app_id: None,
+            name: op.name,
+            kind: op.kind,
+            mode: None,
+            need_confirm: false,
+            ext_info_json: None,
+            targets_json: None,
+            targets_filter_json: None,
+            document_json: op.params_json,
+            document_source: None,
+            schedule_at,
+            retry: None,
+            operation: Some(Operation {
+                service: op.service,
+                instance_id: op.instance_id,
+                user_name: op.user_name,
+                user_id: op.user_id,
+                target_config_json: op.target_config_json,
+                window: op.window,
+            }),
+        };
+        self.create_task(task, TargetSource::Explicit(vec![op.target]))
+            .await
     }
 
     /// Stop, retry or confirm a task, whole or for some targets.
@@ -511,6 +596,7 @@ impl Engine {
                 break;
             }
         }
+        self.purge_expired(now).await?;
         if total.retries_released + total.leases_expired + total.timed_out > 0 {
             tracing::info!(
                 retries_released = total.retries_released,
@@ -525,6 +611,33 @@ impl Engine {
                 leases_abandoned = total.leases_abandoned,
                 "sub-tasks failed: their leases expired too many times (LEASE_EXPIRED)"
             );
+        }
+        Ok(total)
+    }
+}
+
+impl Engine {
+    /// Retention: deletes finished tasks whose last change is older than the configured
+    /// retention, in transactions of `maintenance_batch` tasks, yielding between them so
+    /// a large backlog never holds the store for long. Returns how many went.
+    pub async fn purge_expired(&self, now: Timestamp) -> EngineResult<u64> {
+        let Some(retention) = self.config.retention else {
+            return Ok(0);
+        };
+        let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Timestamp(now.0.saturating_sub(keep_ms));
+        let batch = self.config.maintenance_batch.max(1);
+        let mut total = 0;
+        loop {
+            let n = self.store.purge_finished(before, batch).await?;
+            total += n;
+            if n < u64::from(batch) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            tracing::info!(purged = total, "retention purged finished tasks");
         }
         Ok(total)
     }

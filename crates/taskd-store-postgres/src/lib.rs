@@ -54,6 +54,7 @@ mod credentials;
 mod devices;
 mod files;
 mod legacy;
+mod operations;
 mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
@@ -395,6 +396,33 @@ impl Store for PgStore {
 
     async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
         tasks::delete(self, scope, id).await
+    }
+
+    async fn purge_finished(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64> {
+        operations::purge_finished(self, before, max_rows).await
+    }
+
+    async fn op_list(
+        &self,
+        params: &taskd_store::OpListParams,
+    ) -> StoreResult<Page<taskd_store::OpRecord>> {
+        operations::list(self, params).await
+    }
+
+    async fn op_get(
+        &self,
+        scope: &TaskScope,
+        id: Id,
+    ) -> StoreResult<Option<taskd_store::OpRecord>> {
+        operations::get(self, scope, id).await
+    }
+
+    async fn op_instance_owner(
+        &self,
+        service: taskd_core::OpService,
+        instance_id: &str,
+    ) -> StoreResult<Option<String>> {
+        operations::instance_owner(self, service, instance_id).await
     }
 
     async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sqlx::PgConnection;
-use taskd_core::{Id, Progress, SubTaskState, Task, TaskScope, Timestamp};
+use taskd_core::{Id, Progress, SubTaskState, Task, TaskScope, Timestamp, minute_of_day};
 use taskd_store::{
     ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
     ReportParams, RunOutcome, StoreResult,
@@ -55,6 +55,8 @@ pub(crate) const CANDIDATES_SQL: &str = "SELECT id, project_id, instance_id, app
      AND ($3::TEXT IS NULL OR project_id = $3) \
      AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
                      WHERE d.task_id = tasks.id AND d.deadline_at <= $1) \
+     AND (window_start IS NULL \
+          OR (($5::BIGINT - window_start + 1440) % 1440) < ((window_end - window_start + 1440) % 1440)) \
      ORDER BY served_seq, id LIMIT $4 FOR UPDATE SKIP LOCKED";
 
 /// Leases the first `$5` claimable sub-tasks of task `$4`. The pick is a materialised
@@ -65,7 +67,7 @@ pub(crate) const CLAIM_ROWS_SQL: &str = "WITH picked AS MATERIALIZED ( \
          AND ready_at IS NOT NULL AND ready_at <= $3 ORDER BY id LIMIT $5 \
          FOR UPDATE SKIP LOCKED) \
      UPDATE sub_tasks s SET state = 'processing', lease_owner = $1, lease_until = $2, \
-         attempts = s.attempts + 1, progress = NULL, updated_at = $3 \
+         attempts = s.attempts + 1, progress = NULL, started_at = $3, updated_at = $3 \
      FROM picked WHERE s.id = picked.id AND s.state = 'waiting' \
      RETURNING s.id, s.target, s.input_json, s.attempts";
 
@@ -114,6 +116,7 @@ pub(crate) async fn claim(
         .bind(&kinds)
         .bind(&project_id)
         .bind(i64::from(MAX_CANDIDATE_TASKS))
+        .bind(minute_of_day(now))
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
@@ -198,6 +201,8 @@ pub(crate) async fn claim(
                 kind: c.kind.clone(),
                 name: c.name.clone(),
                 document_json: c.document_json.clone(),
+                service: task.operation.as_ref().map(|o| o.service),
+                op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
             });
             let c_next = c;
             for (id, target, input_json, attempts) in rows {

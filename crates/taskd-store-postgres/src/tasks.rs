@@ -48,6 +48,7 @@ pub(crate) async fn insert_with(
     // task's schedule time.
     let ready_at = (!new.need_confirm).then(|| new.schedule_at.unwrap_or(now).0);
     let runnable = ready_at.is_some() && n > 0;
+    let op = new.operation.as_ref();
 
     let mut tx = begin_write(store).await?;
     // The task gets max(last + 1, floor(now)), its sub-tasks the next n. Never below the
@@ -66,9 +67,10 @@ pub(crate) async fn insert_with(
          ext_info_json, targets_json, targets_filter_json, document_json, document_source, \
          schedule_at, retry_count, retry_interval_minutes, state, state_detail, \
          n_total, n_waiting, n_processing, n_succeeded, n_failed, n_retry_waiting, \
-         n_stopped, n_removed, created_at, updated_at, runnable) \
+         n_stopped, n_removed, created_at, updated_at, runnable, service, op_instance_id, \
+         user_name, user_id, target_config_json, window_start, window_end) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         NULL, $18, $19, 0, 0, 0, 0, 0, 0, $20, $20, $21)",
+         NULL, $18, $19, 0, 0, 0, 0, 0, 0, $20, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
     )
     .bind(first)
     .bind(&new.scope.project_id)
@@ -91,6 +93,16 @@ pub(crate) async fn insert_with(
     .bind(progress.waiting)
     .bind(now.0)
     .bind(runnable)
+    .bind(op.map(|o| o.service.as_str()))
+    .bind(op.map(|o| o.instance_id.as_str()))
+    .bind(op.and_then(|o| o.user_name.as_deref()))
+    .bind(op.and_then(|o| o.user_id.as_deref()))
+    .bind(op.and_then(|o| o.target_config_json.as_deref()))
+    .bind(
+        op.and_then(|o| o.window)
+            .map(|w| i64::from(w.start_minute())),
+    )
+    .bind(op.and_then(|o| o.window).map(|w| i64::from(w.end_minute())))
     .execute(&mut *tx)
     .await
     .map_err(db)?;
@@ -145,6 +157,7 @@ pub(crate) async fn insert_with(
         document_source: new.document_source,
         schedule_at: new.schedule_at,
         retry: new.retry,
+        operation: new.operation,
         state,
         state_detail: None,
         progress,

@@ -52,6 +52,7 @@ fn new_task(scope: &TaskScope, app: Option<&str>, kind: &str) -> NewTask {
         document_source: None,
         schedule_at: None,
         retry: None,
+        operation: None,
     }
 }
 

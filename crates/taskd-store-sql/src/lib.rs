@@ -12,8 +12,8 @@ pub mod devices;
 pub mod run_plan;
 
 use taskd_core::{
-    Credential, Id, Progress, RetryPolicy, SubTask, SubTaskState, Task, TaskFile, TaskScope,
-    TaskState, Timestamp,
+    Credential, Id, OpService, OperateWindow, Operation, Progress, RetryPolicy, SubTask,
+    SubTaskState, Task, TaskFile, TaskScope, TaskState, Timestamp,
 };
 use taskd_store::{StoreError, StoreResult};
 
@@ -25,7 +25,8 @@ macro_rules! task_columns {
          ext_info_json, targets_json, targets_filter_json, document_json, document_source, \
          schedule_at, retry_count, retry_interval_minutes, state, state_detail, \
          n_total, n_waiting, n_processing, n_succeeded, n_failed, n_retry_waiting, \
-         n_stopped, n_removed, created_at, updated_at"
+         n_stopped, n_removed, created_at, updated_at, service, op_instance_id, user_name, \
+         user_id, target_config_json, window_start, window_end"
     };
 }
 
@@ -34,7 +35,7 @@ macro_rules! task_columns {
 macro_rules! sub_task_columns {
     () => {
         "id, task_id, target, state, input_json, output, error_code, error_msg, attempts, \
-         progress, updated_at"
+         progress, started_at, updated_at"
     };
 }
 
@@ -68,6 +69,13 @@ pub struct TaskRow {
     n_removed: i64,
     created_at: i64,
     updated_at: i64,
+    service: Option<String>,
+    op_instance_id: Option<String>,
+    user_name: Option<String>,
+    user_id: Option<String>,
+    target_config_json: Option<String>,
+    window_start: Option<i64>,
+    window_end: Option<i64>,
 }
 
 impl TaskRow {
@@ -80,6 +88,32 @@ impl TaskRow {
                 interval_minutes: to_u32(interval, "retry_interval_minutes", id)?,
             }),
             _ => return Err(corrupt(format!("task {id}: half a retry policy"))),
+        };
+        let operation = match self.service {
+            None => None,
+            Some(service) => {
+                let service = OpService::parse(&service)
+                    .ok_or_else(|| corrupt(format!("task {id}: unknown service {service:?}")))?;
+                let window = match (self.window_start, self.window_end) {
+                    (None, None) => None,
+                    (Some(s), Some(e)) => Some(
+                        u16::try_from(s)
+                            .ok()
+                            .zip(u16::try_from(e).ok())
+                            .and_then(|(s, e)| OperateWindow::new(s, e))
+                            .ok_or_else(|| corrupt(format!("task {id}: window {s}-{e}")))?,
+                    ),
+                    _ => return Err(corrupt(format!("task {id}: half a window"))),
+                };
+                Some(Operation {
+                    service,
+                    instance_id: self.op_instance_id.unwrap_or_default(),
+                    user_name: self.user_name,
+                    user_id: self.user_id,
+                    target_config_json: self.target_config_json,
+                    window,
+                })
+            }
         };
         Ok(Task {
             id,
@@ -96,6 +130,7 @@ impl TaskRow {
             document_source: self.document_source,
             schedule_at: self.schedule_at.map(Timestamp),
             retry,
+            operation,
             state: parse_task_state(&self.state)?,
             state_detail: self.state_detail,
             progress: Progress {
@@ -126,6 +161,7 @@ pub struct SubTaskRow {
     error_msg: Option<String>,
     attempts: i64,
     progress: Option<i64>,
+    started_at: Option<i64>,
     updated_at: i64,
 }
 
@@ -151,6 +187,7 @@ impl SubTaskRow {
                         .ok_or_else(|| corrupt(format!("sub-task {id}: progress {p}")))
                 })
                 .transpose()?,
+            started_at: self.started_at.map(Timestamp),
             updated_at: Timestamp(self.updated_at),
         })
     }

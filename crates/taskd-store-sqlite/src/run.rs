@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::SqliteConnection;
-use taskd_core::{Id, Progress, SubTaskState, Task, TaskScope, TaskState, Timestamp};
+use taskd_core::{
+    Id, Progress, SubTaskState, Task, TaskScope, TaskState, Timestamp, minute_of_day,
+};
 use taskd_store::{
     ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
     ReportParams, RunOutcome, StoreResult,
@@ -36,7 +38,9 @@ struct Candidate {
 }
 
 /// The candidate tasks of a claim: runnable, schedule time reached, deadline (if any)
-/// not reached, of the asked kinds, least recently served first.
+/// not reached, maintenance window (if any) open at now's UTC minute of the day, of the
+/// asked kinds, least recently served first. A minute m is inside [start, end) of a
+/// window that may wrap midnight exactly when (m - start) mod 1440 < (end - start) mod 1440.
 fn candidates_sql(kinds: usize, by_project: bool) -> String {
     let marks = vec!["?"; kinds].join(", ");
     format!(
@@ -44,6 +48,8 @@ fn candidates_sql(kinds: usize, by_project: bool) -> String {
          WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= ?) \
          AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
                          WHERE d.task_id = tasks.id AND d.deadline_at <= ?) \
+         AND (window_start IS NULL \
+              OR ((? - window_start + 1440) % 1440) < ((window_end - window_start + 1440) % 1440)) \
          AND kind IN ({marks}){} \
          ORDER BY served_seq, id LIMIT ?",
         if by_project {
@@ -59,7 +65,7 @@ pub(crate) const RUNNING_SQL: &str = "SELECT project_id, SUM(n_processing) FROM 
 
 /// Leases the first `?5` claimable sub-tasks of task `?4`.
 pub(crate) const CLAIM_ROWS_SQL: &str = "UPDATE sub_tasks SET state = 'processing', \
-     lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, progress = NULL, updated_at = ?3 \
+     lease_owner = ?1, lease_until = ?2, attempts = attempts + 1, progress = NULL, started_at = ?3, updated_at = ?3 \
      WHERE id IN (SELECT id FROM sub_tasks INDEXED BY sub_tasks_ready \
                   WHERE task_id = ?4 AND state = 'waiting' \
                   AND ready_at IS NOT NULL AND ready_at <= ?3 ORDER BY id LIMIT ?5) \
@@ -104,7 +110,8 @@ pub(crate) async fn claim(
     let sql = candidates_sql(kinds.len(), project_id.is_some());
     let mut query = sqlx::query_as::<_, Candidate>(sqlx::AssertSqlSafe(sql))
         .bind(now.0)
-        .bind(now.0);
+        .bind(now.0)
+        .bind(minute_of_day(now));
     for kind in &kinds {
         query = query.bind(kind);
     }
@@ -196,6 +203,8 @@ pub(crate) async fn claim(
                 kind: c.kind.clone(),
                 name: c.name.clone(),
                 document_json: c.document_json.clone(),
+                service: task.operation.as_ref().map(|o| o.service),
+                op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
             });
             let c_next = c;
             for (id, target, input_json, attempts) in rows {

@@ -26,6 +26,7 @@ mod credentials;
 mod devices;
 mod files;
 mod legacy;
+mod operations;
 mod run;
 mod sub_tasks;
 mod tasks;
@@ -47,6 +48,7 @@ pub use credentials::*;
 pub use devices::*;
 pub use files::*;
 pub use legacy::*;
+pub use operations::*;
 pub use run::*;
 pub use sub_tasks::*;
 pub use tasks::*;
@@ -110,6 +112,9 @@ macro_rules! store_conformance_tests {
             legacy_device_attributes,
             legacy_tasks_round_trip_and_list,
             legacy_deadline_times_out_unfinished,
+            ops_window_gates_claims,
+            ops_list_filters_and_instance_owner,
+            purge_finished_keeps_counts,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -154,6 +159,7 @@ pub fn new_task(scope: &TaskScope, name: &str) -> NewTask {
         document_source: None,
         schedule_at: None,
         retry: None,
+        operation: None,
     }
 }
 

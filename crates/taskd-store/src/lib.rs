@@ -19,8 +19,8 @@
 use async_trait::async_trait;
 use taskd_core::{
     ControlOp, Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup,
-    NewSubTask, NewTask, NewTaskFile, SubTask, SubTaskState, Task, TaskFile, TaskScope, TaskState,
-    Timestamp,
+    NewSubTask, NewTask, NewTaskFile, OpService, SubTask, SubTaskState, Task, TaskFile, TaskScope,
+    TaskState, Timestamp,
 };
 
 #[cfg(feature = "conformance")]
@@ -167,6 +167,30 @@ pub struct TaskFileContent {
 
 // ---- running sub-tasks -------------------------------------------------------------------
 
+// ---- instance operations -----------------------------------------------------------------
+
+/// An instance operation as the dialects read it: the task and its one sub-task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpRecord {
+    pub task: Task,
+    /// `None` only for a task inserted without sub-tasks (never for an operation).
+    pub sub_task: Option<SubTask>,
+}
+
+/// Listing the operations of one scope (`OpService::scope`), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpListParams {
+    pub scope: TaskScope,
+    pub state: Option<TaskState>,
+    /// Only operations created at or after this time.
+    pub created_from: Option<Timestamp>,
+    /// Only operations created at or before this time.
+    pub created_to: Option<Timestamp>,
+    pub page: PageRequest,
+}
+
+// ---- running sub-tasks -------------------------------------------------------------------
+
 /// How many sub-tasks may run (be leased) at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {
@@ -201,6 +225,10 @@ pub struct ClaimedTask {
     pub kind: String,
     pub name: String,
     pub document_json: Option<String>,
+    /// For an instance operation: its service ...
+    pub service: Option<OpService>,
+    /// ... and the instance it acts on (the scope's instance is the service's key).
+    pub op_instance_id: Option<String>,
 }
 
 /// A sub-task leased to an executor.
@@ -343,6 +371,30 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a finished task and its sub-tasks.
     async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome>;
 
+    /// Deletes up to `max_rows` finished tasks (of any kind, operations included) whose
+    /// last change is before `before`, with their sub-tasks and their `task_counts`, in
+    /// one transaction; returns how many. Called repeatedly by the engine's retention
+    /// until it returns less than `max_rows`.
+    async fn purge_finished(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64>;
+
+    // ---- instance operations --------------------------------------------------------
+
+    /// Operations of a scope with their sub-task, newest first; `count` is how many match
+    /// the state and time filters (counted over the scope's index range: an instance's
+    /// operations are few).
+    async fn op_list(&self, params: &OpListParams) -> StoreResult<Page<OpRecord>>;
+
+    /// One operation (any task) of a scope with its sub-task.
+    async fn op_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<OpRecord>>;
+
+    /// The project whose operations name `instance_id` of `service`, if any (an instance
+    /// belongs to one project: the first that recorded an operation for it).
+    async fn op_instance_owner(
+        &self,
+        service: OpService,
+        instance_id: &str,
+    ) -> StoreResult<Option<String>>;
+
     /// Applies stop, retry or confirm in one transaction: sub-task transitions per
     /// `ControlOp::sub_task_target`, counters, and the task state re-derived from them.
     async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome>;
@@ -350,7 +402,8 @@ pub trait Store: Send + Sync + 'static {
     // ---- running sub-tasks ----------------------------------------------------------
 
     /// Leases up to `max` ready sub-tasks (queued, released, their task's schedule time
-    /// reached) to an executor, within the running limits, spread fairly over tasks:
+    /// reached, its maintenance window — if any — open at `now`'s UTC minute of the day,
+    /// see `taskd_core::OperateWindow::contains`) to an executor, within the running limits, spread fairly over tasks:
     /// tasks served least recently first, each getting an equal share. Each claimed
     /// sub-task moves `Waiting` → `Processing` with its attempt counted, in one
     /// transaction with the counters.

@@ -210,5 +210,6 @@ fn new_task(scope: &TaskScope, i: usize) -> NewTask {
         document_source: None,
         schedule_at: None,
         retry: None,
+        operation: None,
     }
 }

@@ -10,6 +10,7 @@ mod bench;
 mod bench_run;
 mod credentials;
 mod logging;
+mod ops;
 mod serve;
 mod worker;
 
@@ -56,6 +57,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Claim sub-tasks from a taskd and run a command for each (docs/worker-protocol.md).
     Worker(worker::WorkerArgs),
+    /// Record and list instance operations (docs/instance-operations.md).
+    #[command(subcommand)]
+    Ops(Box<ops::OpsCommand>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +82,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(data) => migrate(data).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,
+            Command::Ops(cmd) => ops::run(*cmd).await,
         }
     });
     match result {

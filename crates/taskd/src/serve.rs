@@ -36,6 +36,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TASKD_LEGACY_RATE_LIMIT", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     legacy_rate_limit: u32,
+    /// Finished tasks and operations are purged this many days after their last change
+    /// (0 keeps them forever).
+    #[arg(long, env = "TASKD_RETENTION_DAYS", default_value_t = 180,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    retention_days: u32,
     /// With the next two: make sure this exact credential exists at start.
     #[arg(long, env = "TASKD_BOOTSTRAP_PROJECT_ID", hide = true)]
     bootstrap_project_id: Option<String>,
@@ -64,6 +69,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_running: args.max_running,
                 max_running_per_project: args.max_running_per_project,
             },
+            retention: (args.retention_days > 0).then(|| {
+                std::time::Duration::from_secs(u64::from(args.retention_days) * 24 * 3600)
+            }),
             ..EngineConfig::default()
         },
     );

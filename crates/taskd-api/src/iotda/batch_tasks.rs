@@ -295,6 +295,7 @@ fn new_task(
             .flatten(),
         schedule_at,
         retry,
+        operation: None,
     };
     Ok((task, source))
 }

@@ -158,6 +158,9 @@ impl From<EngineError> for IotdaError {
             e @ EngineError::TooManyTargets { .. } => {
                 IotdaError::InvalidInput(format!("targets_filter.group_ids: {e}."))
             }
+            EngineError::InstanceOfAnotherProject(id) => IotdaError::Forbidden(format!(
+                "Operation not allowed. Instance {id} belongs to another project."
+            )),
             EngineError::Store(e) => e.into(),
         }
     }

@@ -85,6 +85,7 @@ async fn create(
         document_source: None,
         schedule_at: v.schedule_at,
         retry: v.retry,
+        operation: None,
     };
     let task = state
         .engine

@@ -1,10 +1,12 @@
 //! taskd's own API under `/taskd/v1/`, signed with the same AK/SK scheme as the
 //! dialects: the worker protocol (`worker`), documented in `docs/worker-protocol.md`, and
-//! the legacy device attributes (`devices`, `docs/legacy-northbound.md`).
+//! producing instance operations (`operations`, `docs/instance-operations.md`), and the
+//! legacy device attributes (`devices`, `docs/legacy-northbound.md`).
 //! `error` is its envelope.
 
 mod devices;
 pub mod error;
+mod operations;
 mod worker;
 
 use axum::extract::{FromRequestParts, RawPathParams};
@@ -28,6 +30,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/taskd/v1/{project_id}/devices/{device_id}/attributes",
             put(devices::put_attributes).get(devices::get_attributes),
+        )
+        .route(
+            "/taskd/v1/{project_id}/operations",
+            post(operations::create).get(operations::list),
         )
         .route_layer(middleware::from_fn_with_state(
             state,

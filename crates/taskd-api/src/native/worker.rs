@@ -67,7 +67,9 @@ pub fn claimed_json(c: &ClaimedSubTask) -> Value {
         "task_type": c.task.kind,
         "task_name": c.task.name,
         "project_id": c.task.scope.project_id,
-        "instance_id": c.task.scope.instance_id,
+        // An operation's instance, not its scope's key; and its service.
+        "instance_id": c.task.op_instance_id.as_deref().unwrap_or(&c.task.scope.instance_id),
+        "service": c.task.service.map(|s| s.as_str()),
         "app_id": c.task.app_id,
         "target": c.target,
         "document": json_value(c.task.document_json.as_deref()),

@@ -8,4 +8,5 @@ mod batch_tasks;
 mod devices;
 mod files;
 mod legacy;
+mod operations;
 mod worker;

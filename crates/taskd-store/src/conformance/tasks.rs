@@ -31,6 +31,7 @@ fn full_task(s: &taskd_core::TaskScope) -> NewTask {
             count: 3,
             interval_minutes: 10,
         }),
+        operation: None,
     }
 }
 

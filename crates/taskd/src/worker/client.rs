@@ -154,6 +154,24 @@ impl Client {
         timeout: Duration,
     ) -> Result<Resp, CallError> {
         let body = serde_json::to_vec(request).expect("protocol types serialize");
+        self.call("POST", path, &[], body, timeout).await
+    }
+
+    /// Path of this client's project under `/taskd/v1/`, e.g. `operations`.
+    pub fn project_path(&self, rest: &str) -> String {
+        protocol::project_path(&self.project_id, rest)
+    }
+
+    /// One signed call of the native API (`taskd ops` uses it too): `path` relative to
+    /// the endpoint, `query` decoded pairs, `body` JSON bytes (empty for GET).
+    pub async fn call<Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
         let path = format!("{}{path}", self.base_path);
         let date = format_sdk_date(SystemClock.now().unix_secs());
         let headers = [
@@ -163,9 +181,9 @@ impl Client {
         ];
         let signed = sign(
             &SigningRequest {
-                method: "POST",
+                method,
                 path: &path,
-                query: &[],
+                query,
                 headers: &headers,
                 body: &body,
             },
@@ -176,7 +194,12 @@ impl Client {
         );
         let mut url = self.base.clone();
         url.set_path(&path);
-        let mut builder = self.http.post(url).timeout(timeout);
+        if !signed.query_string.is_empty() {
+            url.set_query(Some(&signed.query_string));
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| CallError::Transient(format!("method {method}: {e}")))?;
+        let mut builder = self.http.request(method, url).timeout(timeout);
         for (name, value) in headers {
             builder = builder.header(name, value);
         }

@@ -35,7 +35,36 @@ pub fn build_env(sub: &ClaimedSubTask) -> Vec<(&'static str, String)> {
         ("TASKD_APP_ID", sub.app_id.clone().unwrap_or_default()),
         ("TASKD_DOCUMENT", json(&sub.document)),
         ("TASKD_INPUT", json(&sub.input)),
+        ("TASKD_SERVICE", sub.service.clone().unwrap_or_default()),
+        (
+            "TASKD_PROGRESS_FILE",
+            progress_file(sub).to_string_lossy().into_owned(),
+        ),
     ]
+}
+
+/// Where the command may write its progress (a number 0-100, rewritten as it goes); the
+/// worker sends it with each heartbeat. One file per sub-task run, removed after it.
+pub fn progress_file(sub: &ClaimedSubTask) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "taskd-progress-{}-{}",
+        sub.sub_task_id, sub.attempt
+    ))
+}
+
+/// Removes a file when dropped (best effort: the command may never have written it).
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The progress the command last wrote, if it wrote a number 0-100.
+pub fn read_progress(path: &Path) -> Option<u8> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse::<u8>().ok().filter(|p| *p <= 100)
 }
 
 /// Environment variables of the worker that its commands do not inherit.
@@ -252,6 +281,7 @@ mod tests {
             project_id: "p".into(),
             instance_id: "".into(),
             app_id: None,
+            service: None,
             target: "dev-001".into(),
             document: Some(json!({"package_ids": ["a"]})),
             input: None,
@@ -263,7 +293,9 @@ mod tests {
     fn the_environment_carries_every_field() {
         let env = build_env(&sub_task());
         let get = |name: &str| env.iter().find(|(n, _)| *n == name).unwrap().1.as_str();
-        assert_eq!(env.len(), 11);
+        assert_eq!(env.len(), 13);
+        assert_eq!(get("TASKD_SERVICE"), "");
+        assert!(get("TASKD_PROGRESS_FILE").ends_with("taskd-progress-s1-2"));
         assert_eq!(get("TASKD_SUB_TASK_ID"), "s1");
         assert_eq!(get("TASKD_TASK_ID"), "t1");
         assert_eq!(get("TASKD_ATTEMPT"), "2");
@@ -282,6 +314,23 @@ mod tests {
         let get = |name: &str| env.iter().find(|(n, _)| *n == name).unwrap().1.clone();
         assert_eq!(get("TASKD_APP_ID"), "app-1");
         assert_eq!(get("TASKD_INPUT"), r#"{"col":"cell"}"#);
+    }
+
+    #[test]
+    fn progress_is_a_number_from_0_to_100() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        assert_eq!(read_progress(&path), None);
+        for (text, want) in [
+            ("40\n", Some(40)),
+            ("100", Some(100)),
+            ("101", None),
+            ("x", None),
+            ("", None),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert_eq!(read_progress(&path), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! reported, then the worker exits 0. A second one kills the running commands (their
 //! leases expire and the sub-tasks are claimed again) and the worker exits non-zero.
 
-mod client;
+pub mod client;
 mod command;
 #[allow(
     dead_code,
@@ -365,6 +365,7 @@ async fn execute(
         }
     };
     tracing::info!("command started");
+    let _progress = command::RemoveOnDrop(command::progress_file(sub));
     let status = tokio::select! {
         status = running.wait() => status,
         reason = keep_lease(&ctx, sub) => {
@@ -403,13 +404,14 @@ async fn keep_lease(ctx: &Ctx, sub: &protocol::ClaimedSubTask) -> String {
     let period = ctx.heartbeat_every;
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let request = HeartbeatRequest {
-        attempt: sub.attempt,
-        lease_seconds: ctx.lease_seconds,
-        progress: None,
-    };
+    let progress_file = command::progress_file(sub);
     loop {
         beat.tick().await;
+        let request = HeartbeatRequest {
+            attempt: sub.attempt,
+            lease_seconds: ctx.lease_seconds,
+            progress: command::read_progress(&progress_file),
+        };
         let timeout = period.max(Duration::from_secs(1));
         match ctx
             .client

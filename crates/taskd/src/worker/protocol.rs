@@ -37,6 +37,11 @@ pub fn is_valid_task_type(t: &str) -> bool {
 }
 
 /// `POST /taskd/v1/{project_id}/claims`
+/// `/taskd/v1/{project_id}/{rest}`.
+pub fn project_path(project_id: &str, rest: &str) -> String {
+    format!("/taskd/v1/{}/{rest}", encode_segment(project_id))
+}
+
 pub fn claims_path(project_id: &str) -> String {
     format!("/taskd/v1/{}/claims", encode_segment(project_id))
 }
@@ -106,6 +111,9 @@ pub struct ClaimedSubTask {
     pub instance_id: String,
     #[serde(default)]
     pub app_id: Option<String>,
+    /// An instance operation's service (`iotda-instance`, `rabbitmq`, `swr`).
+    #[serde(default)]
+    pub service: Option<String>,
     pub target: String,
     /// The task's document as the user gave it.
     #[serde(default)]
