@@ -235,7 +235,7 @@ def test_targets_filter_resolves_group_members_at_creation(api):
     for group, device_ids in ((north, ("p1_a", "p1_b")), (south, ("p1_b", "p1_c"))):
         for device_id in device_ids:
             member(api, group.group_id, "addDevice", device_id)
-    body = dict(task_name="by-group", task_type="firmwareUpgrade", document={"package_ids": ["32822e5744a45ede319d2c50"]})
+    body = dict(task_name="by_group", task_type="firmwareUpgrade", document={"package_ids": ["32822e5744a45ede319d2c50"]})
 
     created = api.create(dict(body, targets_filter={"group_ids": [north.group_id, south.group_id]}))
     assert created.status_code == 201
