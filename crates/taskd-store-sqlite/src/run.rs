@@ -14,17 +14,14 @@ use taskd_store::{
     ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
     ReportParams, RunOutcome, StoreResult,
 };
-use taskd_store_sql::run_plan::{LEASE_EXPIRED_CODE, abandons, decide, lease_expired_message};
+use taskd_store_sql::run_plan::{
+    LEASE_EXPIRED_CODE, MAX_CANDIDATE_TASKS, ShareOut, abandons, decide, lease_expired_message,
+};
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
 use crate::control::write_task;
 use crate::tasks::{count_move, load_by_id};
 use crate::{SqliteStore, begin_read, begin_write, db};
-
-/// At most this many tasks are looked at per claim (each gets an equal share).
-const MAX_CANDIDATE_TASKS: u32 = 64;
-/// Rounds of sharing out what tasks with too few ready rows left over.
-const MAX_PASSES: usize = 3;
 
 #[derive(sqlx::FromRow, Clone)]
 struct Candidate {
@@ -97,15 +94,9 @@ pub(crate) async fn claim(
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
-    let mut project_left: HashMap<String, i64> = running
-        .iter()
-        .map(|(p, n)| (p.clone(), i64::from(limits.max_running_per_project) - n))
-        .collect();
-    let global_running: i64 = running.iter().map(|(_, n)| n).sum();
-    let mut budget = (i64::from(limits.max_running) - global_running).min(i64::from(max));
-    if budget <= 0 {
+    let Some(mut share_out) = ShareOut::new(limits, max, &running) else {
         return Ok(Vec::new());
-    }
+    };
 
     let sql = candidates_sql(kinds.len(), project_id.is_some());
     let mut query = sqlx::query_as::<_, Candidate>(sqlx::AssertSqlSafe(sql))
@@ -133,97 +124,70 @@ pub(crate) async fn claim(
             .map_err(db)?;
 
     let mut claimed = Vec::new();
-    // Passes over the tasks: a task that had fewer ready rows than its share leaves its
-    // slots to the others in the next pass.
-    let mut live = candidates;
-    for _pass in 0..MAX_PASSES {
-        if budget <= 0 || live.is_empty() {
-            break;
+    share_out.candidates(candidates.iter().map(|c| c.project_id.clone()).collect());
+    while let Some((i, want)) = share_out.next() {
+        let c = &candidates[i];
+        let mut rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(CLAIM_ROWS_SQL)
+            .bind(&worker_id)
+            .bind(lease_until.0)
+            .bind(now.0)
+            .bind(c.id)
+            .bind(want)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        rows.sort_unstable_by_key(|r| r.0);
+        let got = rows.len() as i64;
+        let still_runnable = if got < want {
+            sqlx::query_scalar::<_, bool>(HAS_READY_SQL)
+                .bind(c.id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?
+        } else {
+            true
+        };
+        sqlx::query("UPDATE tasks SET served_seq = ?, runnable = ? WHERE id = ?")
+            .bind(served_seq)
+            .bind(still_runnable)
+            .bind(c.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if got == 0 {
+            share_out.got(0);
+            continue;
         }
-        let mut filled = Vec::new();
-        let mut tasks_left = live.len() as i64;
-        for c in live {
-            if budget <= 0 {
-                break;
-            }
-            // An equal share of what is left for each task still to serve.
-            let share = (budget + tasks_left - 1) / tasks_left;
-            tasks_left -= 1;
-            let left = project_left
-                .entry(c.project_id.clone())
-                .or_insert(i64::from(limits.max_running_per_project));
-            let want = share.min(*left);
-            if want <= 0 {
-                continue;
-            }
-            let mut rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(CLAIM_ROWS_SQL)
-                .bind(&worker_id)
-                .bind(lease_until.0)
-                .bind(now.0)
-                .bind(c.id)
-                .bind(want)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            rows.sort_unstable_by_key(|r| r.0);
-            let got = rows.len() as i64;
-            let still_runnable = if got < want {
-                sqlx::query_scalar::<_, bool>(HAS_READY_SQL)
-                    .bind(c.id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?
-            } else {
-                true
-            };
-            sqlx::query("UPDATE tasks SET served_seq = ?, runnable = ? WHERE id = ?")
-                .bind(served_seq)
-                .bind(still_runnable)
-                .bind(c.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            if got == 0 {
-                continue;
-            }
-            let task = load_by_id(&mut tx, Id(c.id)).await?.ok_or_else(|| {
-                corrupt(format!("task {} vanished under the write lock", Id(c.id)))
-            })?;
-            // The rows already moved; the counters read here are from before.
-            let mut progress = task.progress;
-            progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
-            settle(&mut tx, &task, progress, false, now).await?;
-            budget -= got;
-            *left -= got;
+        let task = load_by_id(&mut tx, Id(c.id))
+            .await?
+            .ok_or_else(|| corrupt(format!("task {} vanished under the write lock", Id(c.id))))?;
+        // The rows already moved; the counters read here are from before.
+        let mut progress = task.progress;
+        progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
+        settle(&mut tx, &task, progress, false, now).await?;
 
-            let claimed_task = Arc::new(ClaimedTask {
-                id: Id(c.id),
-                scope: TaskScope::new(c.project_id.clone(), c.instance_id.clone()),
-                app_id: c.app_id.clone(),
-                kind: c.kind.clone(),
-                name: c.name.clone(),
-                document_json: c.document_json.clone(),
-                service: task.operation.as_ref().map(|o| o.service),
-                op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
+        let claimed_task = Arc::new(ClaimedTask {
+            id: Id(c.id),
+            scope: TaskScope::new(c.project_id.clone(), c.instance_id.clone()),
+            app_id: c.app_id.clone(),
+            kind: c.kind.clone(),
+            name: c.name.clone(),
+            document_json: c.document_json.clone(),
+            service: task.operation.as_ref().map(|o| o.service),
+            op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
+        });
+        for (id, target, input_json, attempts) in rows {
+            claimed.push(ClaimedSubTask {
+                id: Id(id),
+                attempt: u32::try_from(attempts)
+                    .map_err(|_| corrupt(format!("sub-task {}: attempts {attempts}", Id(id))))?,
+                target,
+                input_json,
+                lease_until,
+                task: claimed_task.clone(),
             });
-            let c_next = c;
-            for (id, target, input_json, attempts) in rows {
-                claimed.push(ClaimedSubTask {
-                    id: Id(id),
-                    attempt: u32::try_from(attempts).map_err(|_| {
-                        corrupt(format!("sub-task {}: attempts {attempts}", Id(id)))
-                    })?,
-                    target,
-                    input_json,
-                    lease_until,
-                    task: claimed_task.clone(),
-                });
-            }
-            if got == want {
-                filled.push(c_next);
-            }
         }
-        live = filled;
+        share_out.got(got);
     }
     tx.commit().await.map_err(db)?;
     Ok(claimed)
