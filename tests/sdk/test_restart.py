@@ -1,8 +1,10 @@
-"""Data survives a graceful restart (SIGTERM, start again on the same data dir). Uses its own server."""
+"""Data survives a graceful restart (SIGTERM, start again on the same data dir) and a crash (SIGKILL). Uses its own
+server."""
 
 from __future__ import annotations
 
 import pytest
+from huaweicloudsdkiotda.v5 import ListDevicesRequest
 
 from taskd_sdk import (
     DEVICE_FILE_HEADER,
@@ -11,6 +13,7 @@ from taskd_sdk import (
     device_rows,
     expected_progress,
     progress,
+    wait_for,
     write_xlsx,
 )
 
@@ -59,3 +62,27 @@ def test_data_survives_restart(own_server, tmp_path):
 
     b = srv.bootstrap  # the bootstrap credential is still valid
     assert Api(srv.url, b).list().status_code == 200
+
+
+def test_kill_9_midway_loses_nothing_and_repeats_nothing(own_server, tmp_path):
+    """The embedded store under `kill -9` while taskd's registry executor creates 4,000 devices: after a restart on
+    the same data dir the task carries on (the dead process's leases expire and its sub-tasks run again), and every
+    device is created exactly once: a second creation would fail its sub-task, the device would exist."""
+    srv = own_server
+    creds = srv.create_credentials()
+    api = Api(srv.url, creds)
+    sheet = write_xlsx(tmp_path / "fleet.xlsx", ["node_id", "product_id"], [[f"n{i}", "p"] for i in range(4000)])
+    task_id = api.create({"task_name": "fleet", "task_type": "createDevices",
+                          "document_source": api.upload(sheet).file_id}).task_id
+    at_kill = wait_for(lambda: (lambda p: p if p["success"] > 0 else None)(progress(api.show(task_id).batchtask)),
+                       "the first devices", deadline_s=60)
+    srv.kill()
+    assert at_kill["success"] < 4000, f"finished before the kill: {at_kill}"
+
+    srv.start()
+    api = Api(srv.url, creds)
+    task = wait_for(lambda: (lambda t: t if t.status in ("Success", "Fail", "PartialSuccess") else None)(
+        api.show(task_id).batchtask), "the task to finish after the restart", deadline_s=180)
+    assert task.status == "Success", progress(task)
+    assert progress(task) == expected_progress(total=4000, success=4000)
+    assert api.client.list_devices(ListDevicesRequest(limit=1)).page.count == 4000
