@@ -11,7 +11,7 @@
 //! * Every sub-task write is guarded by the state (and for leases the attempt) it
 //!   expects; counters, task state and `task_counts` move in the same transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sqlx::PgConnection;
@@ -238,12 +238,31 @@ pub(crate) async fn heartbeat(
     Ok((changed == 1).then_some(p.lease_until))
 }
 
-const RESULT_SQL: &str = "UPDATE sub_tasks SET state = $1, \
-     output = CASE WHEN $1 = 'succeeded' THEN $2 ELSE output END, \
-     error_code = $3, error_msg = $4, ready_at = $5, retries = $6, \
-     progress = CASE WHEN $1 = 'succeeded' THEN 100 ELSE progress END, \
-     lease_owner = NULL, lease_until = NULL, updated_at = $7 \
-     WHERE id = $8 AND state = 'processing' AND attempts = $9";
+/// Records a batch's results in one statement: a row per result, guarded by the state and
+/// the attempt its lease had (read under the task's lock, so every row matches).
+const RESULTS_SQL: &str = "UPDATE sub_tasks s SET state = u.state, \
+     output = CASE WHEN u.state = 'succeeded' THEN u.output ELSE s.output END, \
+     error_code = u.error_code, error_msg = u.error_msg, ready_at = u.ready_at, \
+     retries = u.retries, \
+     progress = CASE WHEN u.state = 'succeeded' THEN 100 ELSE s.progress END, \
+     lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+     FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
+                 $7::BIGINT[], $8::INT[], $9::BIGINT[]) \
+          AS u(id, state, output, error_code, error_msg, ready_at, retries, attempts) \
+     WHERE s.id = u.id AND s.state = 'processing' AND s.attempts = u.attempts";
+
+/// The rows of one `RESULTS_SQL`, column by column.
+#[derive(Default)]
+struct ResultRows {
+    ids: Vec<i64>,
+    states: Vec<&'static str>,
+    outputs: Vec<Option<String>>,
+    error_codes: Vec<Option<String>>,
+    error_msgs: Vec<Option<String>>,
+    ready_ats: Vec<Option<i64>>,
+    retries: Vec<i32>,
+    attempts: Vec<i64>,
+}
 
 pub(crate) async fn report(
     store: &PgStore,
@@ -256,7 +275,7 @@ pub(crate) async fn report(
     } = params;
     let ids: Vec<i64> = results.iter().map(|r| r.sub_task_id.0).collect();
     let mut tx = begin_write(store).await?;
-    // The tasks first, locked in id order; then each row is read under its task's lock.
+    // The tasks first, locked in id order; then the rows are read under their tasks' locks.
     let task_ids: Vec<i64> = sqlx::query_scalar(
         "SELECT DISTINCT task_id FROM sub_tasks WHERE id = ANY($1) ORDER BY task_id",
     )
@@ -271,16 +290,25 @@ pub(crate) async fn report(
             touched.insert(task_id, (task, progress));
         }
     }
+    // One read for the batch (a statement per row was most of a report's time).
+    let rows: Vec<(i64, i64, String, i64, i32)> = sqlx::query_as(
+        "SELECT id, task_id, state, attempts, retries FROM sub_tasks WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db)?;
+    let mut current: HashMap<i64, (i64, String, i64, i32)> = rows
+        .into_iter()
+        .map(|(id, task_id, state, attempts, retries)| (id, (task_id, state, attempts, retries)))
+        .collect();
 
     let mut outcomes = Vec::with_capacity(results.len());
+    let mut writes = ResultRows::default();
     for result in results {
-        let row: Option<(i64, String, i64, i32)> =
-            sqlx::query_as("SELECT task_id, state, attempts, retries FROM sub_tasks WHERE id = $1")
-                .bind(result.sub_task_id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let Some((task_id, state, attempts, retries)) = row else {
+        // `remove`: a sub-task named twice in one batch takes its first result only.
+        let Some((task_id, state, attempts, retries)) = current.remove(&result.sub_task_id.0)
+        else {
             outcomes.push(ReportOutcome::LeaseLost);
             continue;
         };
@@ -310,35 +338,46 @@ pub(crate) async fn report(
             };
         }
         let decision = decide(task, i64::from(retries), &outcome, now);
-        let (output, error_code, error_msg) = match &outcome {
-            RunOutcome::Succeeded { output } => (output.as_deref(), None, None),
+        let (output, error_code, error_msg) = match outcome {
+            RunOutcome::Succeeded { output } => (output, None, None),
             RunOutcome::Failed {
                 error_code,
                 error_msg,
-            } => (None, Some(error_code.as_str()), Some(error_msg.as_str())),
+            } => (None, Some(error_code), Some(error_msg)),
         };
-        let changed = sqlx::query(RESULT_SQL)
-            .bind(decision.state.as_str())
-            .bind(output)
-            .bind(error_code)
-            .bind(error_msg)
-            .bind(decision.ready_at.map(|t| t.0))
-            .bind(decision.retries as i32)
+        writes.ids.push(result.sub_task_id.0);
+        writes.states.push(decision.state.as_str());
+        writes.outputs.push(output);
+        writes.error_codes.push(error_code);
+        writes.error_msgs.push(error_msg);
+        writes.ready_ats.push(decision.ready_at.map(|t| t.0));
+        writes.retries.push(decision.retries as i32);
+        writes.attempts.push(attempts);
+        progress.move_n(SubTaskState::Processing, decision.state, 1);
+        outcomes.push(ReportOutcome::Accepted(decision.state));
+    }
+    if !writes.ids.is_empty() {
+        let changed = sqlx::query(RESULTS_SQL)
             .bind(now.0)
-            .bind(result.sub_task_id.0)
-            .bind(attempts)
+            .bind(&writes.ids)
+            .bind(&writes.states)
+            .bind(&writes.outputs)
+            .bind(&writes.error_codes)
+            .bind(&writes.error_msgs)
+            .bind(&writes.ready_ats)
+            .bind(&writes.retries)
+            .bind(&writes.attempts)
             .execute(&mut *tx)
             .await
             .map_err(db)?
             .rows_affected();
-        if changed != 1 {
+        if changed != writes.ids.len() as u64 {
             return Err(corrupt(format!(
-                "sub-task {} changed under its task's row lock",
-                result.sub_task_id
+                "{} of {} reported sub-tasks changed under their tasks' row locks",
+                writes.ids.len() as u64 - changed,
+                writes.ids.len()
             )));
         }
-        progress.move_n(SubTaskState::Processing, decision.state, 1);
-        outcomes.push(ReportOutcome::Accepted(decision.state));
     }
     for (task, progress) in touched.values() {
         if *progress != task.progress {
