@@ -19,7 +19,7 @@ const MAX_PASSES: usize = 3;
 /// filled their share in up to two more passes. So a 10-target task created after a
 /// 30,000-target one gets its whole share on the next claim.
 ///
-/// The backend drives it: [`ShareOut::next`] names the candidate to lease rows of and
+/// The backend drives it: [`ShareOut::next_claim`] names the candidate to lease rows of and
 /// how many to ask for, [`ShareOut::got`] says how many it leased.
 #[derive(Debug)]
 pub struct ShareOut {
@@ -32,7 +32,7 @@ pub struct ShareOut {
     live: VecDeque<usize>,
     filled: Vec<usize>,
     pass: usize,
-    /// The candidate `next` named and what it asked for, until `got`.
+    /// The candidate `next_claim` named and what it asked for, until `got`.
     asked: Option<(usize, i64)>,
 }
 
@@ -67,8 +67,8 @@ impl ShareOut {
 
     /// The next candidate (its index) to lease rows of, and how many to ask for; `None`
     /// when the budget is spent or the passes are over.
-    pub fn next(&mut self) -> Option<(usize, i64)> {
-        debug_assert!(self.asked.is_none(), "next() twice without got()");
+    pub fn next_claim(&mut self) -> Option<(usize, i64)> {
+        debug_assert!(self.asked.is_none(), "next_claim() twice without got()");
         loop {
             if self.budget <= 0 {
                 return None;
@@ -96,9 +96,9 @@ impl ShareOut {
         }
     }
 
-    /// How many rows the candidate `next` named leased.
+    /// How many rows the candidate `next_claim` named leased.
     pub fn got(&mut self, got: i64) {
-        let (i, want) = self.asked.take().expect("got() without next()");
+        let (i, want) = self.asked.take().expect("got() without next_claim()");
         self.budget -= got;
         if let Some(left) = self.project_left.get_mut(&self.projects[i]) {
             *left -= got;
@@ -189,7 +189,7 @@ mod tests {
     fn share(mut share: ShareOut, ready: &[i64]) -> Vec<i64> {
         let mut left = ready.to_vec();
         let mut got = vec![0; ready.len()];
-        while let Some((i, want)) = share.next() {
+        while let Some((i, want)) = share.next_claim() {
             let n = want.min(left[i]);
             left[i] -= n;
             got[i] += n;

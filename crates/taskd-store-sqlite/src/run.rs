@@ -125,7 +125,7 @@ pub(crate) async fn claim(
 
     let mut claimed = Vec::new();
     share_out.candidates(candidates.iter().map(|c| c.project_id.clone()).collect());
-    while let Some((i, want)) = share_out.next() {
+    while let Some((i, want)) = share_out.next_claim() {
         let c = &candidates[i];
         let mut rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(CLAIM_ROWS_SQL)
             .bind(&worker_id)
