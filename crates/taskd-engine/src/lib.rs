@@ -399,14 +399,7 @@ impl Engine {
         loop {
             // Registered before looking, so a wake-up between the look and the wait
             // is not lost.
-            let woken = self.ready.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let pushed = self.pushed.as_ref().map(|n| n.notified());
-            let mut pushed = std::pin::pin!(pushed);
-            if let Some(p) = pushed.as_mut().as_pin_mut() {
-                p.enable();
-            }
+            let woken = self.wakeup();
             let now = self.now();
             let claimed = self
                 .store
@@ -427,13 +420,7 @@ impl Engine {
                 }
                 return Ok(claimed);
             }
-            let _ = tokio::time::timeout(left.min(self.config.poll_interval), async {
-                match pushed.as_mut().as_pin_mut() {
-                    Some(pushed) => tokio::select! { _ = woken => {}, _ = pushed => {} },
-                    None => woken.await,
-                }
-            })
-            .await;
+            let _ = tokio::time::timeout(left.min(self.config.poll_interval), woken).await;
         }
     }
 
@@ -540,16 +527,25 @@ impl Engine {
 
     /// Waits until woken (work created or released on this node) or `timeout`.
     pub async fn wait_for_work(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, async {
-            match &self.pushed {
-                Some(pushed) => tokio::select! {
-                    _ = self.ready.notified() => {}
-                    _ = pushed.notified() => {}
-                },
-                None => self.ready.notified().await,
+        let _ = tokio::time::timeout(timeout, self.wakeup()).await;
+    }
+
+    /// Resolves on the next wake-up: from this node (`wake`) or, where the store pushes
+    /// them, from any node. Registered at once, before it is awaited, so a wake-up that
+    /// comes while the caller looks for work is not lost.
+    fn wakeup(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut local = Box::pin(self.ready.clone().notified_owned());
+        local.as_mut().enable();
+        let mut pushed = self.pushed.clone().map(|n| Box::pin(n.notified_owned()));
+        if let Some(p) = pushed.as_mut() {
+            p.as_mut().enable();
+        }
+        async move {
+            match pushed {
+                Some(pushed) => tokio::select! { _ = local => {}, _ = pushed => {} },
+                None => local.await,
             }
-        })
-        .await;
+        }
     }
 
     /// Takes or renews this node's leadership of the cluster-wide maintenance (one

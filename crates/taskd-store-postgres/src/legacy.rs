@@ -45,6 +45,7 @@ pub(crate) async fn app_put(store: &PgStore, app: &LegacyApp) -> StoreResult<()>
     if let Some(owner) = owner
         && owner != app.project_id
     {
+        tx.rollback().await.map_err(db)?;
         return Err(StoreError::Conflict(
             "app id belongs to another project".to_owned(),
         ));

@@ -8,7 +8,7 @@ use taskd_store::{OpListParams, OpRecord, Page, StoreResult};
 
 use crate::rows::{SubTaskRow, TaskRow, corrupt, sub_task_columns, task_columns};
 use crate::tasks::{count_remove, load};
-use crate::{PgStore, begin_read, begin_write, db};
+use crate::{PgStore, begin_read, begin_write, db, give_up};
 
 const OP_PAGE_SQL: &str = concat!(
     "SELECT ",
@@ -145,7 +145,7 @@ pub(crate) async fn purge_finished(
         .map(TaskRow::into_task)
         .collect::<StoreResult<Vec<_>>>()?;
     if tasks.is_empty() {
-        return Ok(0);
+        return give_up(tx, 0).await;
     }
     let ids: Vec<i64> = tasks.iter().map(|t| t.id.0).collect();
     sqlx::query("DELETE FROM sub_tasks WHERE task_id = ANY($1)")

@@ -12,16 +12,16 @@
 //!   expects; counters, task state and `task_counts` move in the same transaction.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use sqlx::PgConnection;
-use taskd_core::{Id, Progress, SubTaskState, Task, TaskScope, Timestamp, minute_of_day};
+use taskd_core::{Id, Progress, SubTaskState, Task, Timestamp, minute_of_day};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
-    ReportParams, RunOutcome, StoreResult,
+    ClaimParams, ClaimedSubTask, HeartbeatParams, MaintenanceReport, ReportOutcome, ReportParams,
+    RunOutcome, StoreResult,
 };
 use taskd_store_sql::run_plan::{
-    LEASE_EXPIRED_CODE, MAX_CANDIDATE_TASKS, ShareOut, abandons, decide, lease_expired_message,
+    LEASE_EXPIRED_CODE, LeasedRow, MAX_CANDIDATE_TASKS, ShareOut, abandons, claimed_sub_tasks,
+    decide, lease_expired_message,
 };
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
@@ -36,18 +36,12 @@ const CLAIM_LOCK_KEY: i64 = 0x7461_736b_642e_636c;
 struct Candidate {
     id: i64,
     project_id: String,
-    instance_id: String,
-    app_id: Option<String>,
-    kind: String,
-    name: String,
-    document_json: Option<String>,
 }
 
 pub(crate) const RUNNING_SQL: &str = "SELECT project_id, SUM(n_processing)::BIGINT FROM tasks \
      WHERE n_processing > 0 GROUP BY project_id";
 
-pub(crate) const CANDIDATES_SQL: &str = "SELECT id, project_id, instance_id, app_id, kind, name, \
-     document_json FROM tasks \
+pub(crate) const CANDIDATES_SQL: &str = "SELECT id, project_id FROM tasks \
      WHERE runnable AND (schedule_at IS NULL OR schedule_at <= $1) AND kind = ANY($2) \
      AND ($3::TEXT IS NULL OR project_id = $3) \
      AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
@@ -124,7 +118,7 @@ pub(crate) async fn claim(
     share_out.candidates(candidates.iter().map(|c| c.project_id.clone()).collect());
     while let Some((i, want)) = share_out.next_claim() {
         let c = &candidates[i];
-        let mut rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(CLAIM_ROWS_SQL)
+        let mut rows: Vec<LeasedRow> = sqlx::query_as(CLAIM_ROWS_SQL)
             .bind(&worker_id)
             .bind(lease_until.0)
             .bind(now.0)
@@ -164,27 +158,7 @@ pub(crate) async fn claim(
         progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
         settle(&mut tx, &task, progress, false, now).await?;
 
-        let claimed_task = Arc::new(ClaimedTask {
-            id: Id(c.id),
-            scope: TaskScope::new(c.project_id.clone(), c.instance_id.clone()),
-            app_id: c.app_id.clone(),
-            kind: c.kind.clone(),
-            name: c.name.clone(),
-            document_json: c.document_json.clone(),
-            service: task.operation.as_ref().map(|o| o.service),
-            op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
-        });
-        for (id, target, input_json, attempts) in rows {
-            claimed.push(ClaimedSubTask {
-                id: Id(id),
-                attempt: u32::try_from(attempts)
-                    .map_err(|_| corrupt(format!("sub-task {}: attempts {attempts}", Id(id))))?,
-                target,
-                input_json,
-                lease_until,
-                task: claimed_task.clone(),
-            });
-        }
+        claimed_sub_tasks(&task, rows, lease_until, &mut claimed)?;
         share_out.got(got);
     }
     tx.commit().await.map_err(db)?;

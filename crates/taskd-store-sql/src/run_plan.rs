@@ -3,9 +3,46 @@
 //! ([`ShareOut`]), and where a reported run takes its sub-task ([`decide`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
-use taskd_core::{SubTaskState, Task, Timestamp};
-use taskd_store::{RunLimits, RunOutcome};
+use taskd_core::{Id, SubTaskState, Task, Timestamp};
+use taskd_store::{ClaimedSubTask, ClaimedTask, RunLimits, RunOutcome, StoreResult};
+
+use crate::corrupt;
+
+/// A sub-task row a claim leased: id, target, input, attempts (after the claim).
+pub type LeasedRow = (i64, String, Option<String>, i64);
+
+/// What a claim hands the executor for the rows it leased of `task`.
+pub fn claimed_sub_tasks(
+    task: &Task,
+    rows: Vec<LeasedRow>,
+    lease_until: Timestamp,
+    out: &mut Vec<ClaimedSubTask>,
+) -> StoreResult<()> {
+    let claimed_task = Arc::new(ClaimedTask {
+        id: task.id,
+        scope: task.scope.clone(),
+        app_id: task.app_id.clone(),
+        kind: task.kind.clone(),
+        name: task.name.clone(),
+        document_json: task.document_json.clone(),
+        service: task.operation.as_ref().map(|o| o.service),
+        op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
+    });
+    for (id, target, input_json, attempts) in rows {
+        out.push(ClaimedSubTask {
+            id: Id(id),
+            attempt: u32::try_from(attempts)
+                .map_err(|_| corrupt(format!("sub-task {}: attempts {attempts}", Id(id))))?,
+            target,
+            input_json,
+            lease_until,
+            task: claimed_task.clone(),
+        });
+    }
+    Ok(())
+}
 
 /// At most this many tasks are looked at per claim (each gets an equal share).
 pub const MAX_CANDIDATE_TASKS: u32 = 64;

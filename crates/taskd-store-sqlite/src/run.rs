@@ -4,18 +4,16 @@
 //! in the same transaction.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use sqlx::SqliteConnection;
-use taskd_core::{
-    Id, Progress, SubTaskState, Task, TaskScope, TaskState, Timestamp, minute_of_day,
-};
+use taskd_core::{Id, Progress, SubTaskState, Task, TaskState, Timestamp, minute_of_day};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, ClaimedTask, HeartbeatParams, MaintenanceReport, ReportOutcome,
-    ReportParams, RunOutcome, StoreResult,
+    ClaimParams, ClaimedSubTask, HeartbeatParams, MaintenanceReport, ReportOutcome, ReportParams,
+    RunOutcome, StoreResult,
 };
 use taskd_store_sql::run_plan::{
-    LEASE_EXPIRED_CODE, MAX_CANDIDATE_TASKS, ShareOut, abandons, decide, lease_expired_message,
+    LEASE_EXPIRED_CODE, LeasedRow, MAX_CANDIDATE_TASKS, ShareOut, abandons, claimed_sub_tasks,
+    decide, lease_expired_message,
 };
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
@@ -27,11 +25,6 @@ use crate::{SqliteStore, begin_read, begin_write, db};
 struct Candidate {
     id: i64,
     project_id: String,
-    instance_id: String,
-    app_id: Option<String>,
-    kind: String,
-    name: String,
-    document_json: Option<String>,
 }
 
 /// The candidate tasks of a claim: runnable, schedule time reached, deadline (if any)
@@ -41,7 +34,7 @@ struct Candidate {
 fn candidates_sql(kinds: usize, by_project: bool) -> String {
     let marks = vec!["?"; kinds].join(", ");
     format!(
-        "SELECT id, project_id, instance_id, app_id, kind, name, document_json FROM tasks \
+        "SELECT id, project_id FROM tasks \
          WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= ?) \
          AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
                          WHERE d.task_id = tasks.id AND d.deadline_at <= ?) \
@@ -127,7 +120,7 @@ pub(crate) async fn claim(
     share_out.candidates(candidates.iter().map(|c| c.project_id.clone()).collect());
     while let Some((i, want)) = share_out.next_claim() {
         let c = &candidates[i];
-        let mut rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(CLAIM_ROWS_SQL)
+        let mut rows: Vec<LeasedRow> = sqlx::query_as(CLAIM_ROWS_SQL)
             .bind(&worker_id)
             .bind(lease_until.0)
             .bind(now.0)
@@ -166,27 +159,7 @@ pub(crate) async fn claim(
         progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
         settle(&mut tx, &task, progress, false, now).await?;
 
-        let claimed_task = Arc::new(ClaimedTask {
-            id: Id(c.id),
-            scope: TaskScope::new(c.project_id.clone(), c.instance_id.clone()),
-            app_id: c.app_id.clone(),
-            kind: c.kind.clone(),
-            name: c.name.clone(),
-            document_json: c.document_json.clone(),
-            service: task.operation.as_ref().map(|o| o.service),
-            op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
-        });
-        for (id, target, input_json, attempts) in rows {
-            claimed.push(ClaimedSubTask {
-                id: Id(id),
-                attempt: u32::try_from(attempts)
-                    .map_err(|_| corrupt(format!("sub-task {}: attempts {attempts}", Id(id))))?,
-                target,
-                input_json,
-                lease_until,
-                task: claimed_task.clone(),
-            });
-        }
+        claimed_sub_tasks(&task, rows, lease_until, &mut claimed)?;
         share_out.got(got);
     }
     tx.commit().await.map_err(db)?;
