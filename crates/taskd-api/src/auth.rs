@@ -22,6 +22,13 @@ use crate::AppState;
 /// client derives its key for.
 pub const DERIVED_SERVICE: &str = "iotdm";
 
+/// Headers the dialects read for their meaning (`Instance-Id` chooses the task scope,
+/// `X-Project-Id` must name the path's project): a request that carries one must have
+/// signed it, as the official SDKs always do, so that nobody can add or swap one in a
+/// captured request. (`X-Sdk-Content-Sha256` is checked by `taskd_signature::verify`
+/// itself.)
+pub const SIGNED_WHEN_PRESENT: &[&str] = &["instance-id", "x-project-id"];
+
 /// Who signed a request. Present on every request that reached a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -101,6 +108,7 @@ async fn authenticate(
         now_unix: state.clock.now().unix_secs(),
         max_skew_secs: MAX_CLOCK_SKEW_SECS,
         derived_service: DERIVED_SERVICE,
+        signed_when_present: SIGNED_WHEN_PRESENT,
     };
     if let Err(e) = verify(&received, &authorization, &credential.secret_key, &policy) {
         tracing::info!(access_key = authorization.access_key, reason = %e, "signature refused");

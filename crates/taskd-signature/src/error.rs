@@ -49,6 +49,18 @@ pub enum SignatureError {
     /// A header named in `SignedHeaders` is absent from the request (or not valid UTF-8).
     #[error("signed header {0:?} is missing from the request")]
     MissingSignedHeader(String),
+    /// A header that changes the request's meaning is present but not in `SignedHeaders`
+    /// (`x-sdk-content-sha256`, or one of [`crate::VerifyPolicy::signed_when_present`]).
+    #[error("header {0:?} is present but not listed in SignedHeaders")]
+    HeaderNotSigned(String),
+    /// `X-Sdk-Content-Sha256` is neither the body's SHA-256 nor `UNSIGNED-PAYLOAD`.
+    #[error("X-Sdk-Content-Sha256 does not match the request body")]
+    ContentHashMismatch,
+    /// `UNSIGNED-PAYLOAD` on a request that is not a signed multipart upload.
+    #[error(
+        "X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is accepted only on a signed multipart/form-data request"
+    )]
+    UnsignedPayloadNotMultipart,
     #[error("signature does not match")]
     SignatureMismatch,
 }

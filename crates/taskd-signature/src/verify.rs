@@ -3,11 +3,13 @@
 use subtle::ConstantTimeEq;
 
 use crate::auth::{Algorithm, Authorization};
-use crate::canonical::{HashSink, compute_payload_hash, write_canonical_request};
+use crate::canonical::{HashSink, PayloadHash, sha256_hex, write_canonical_request};
 use crate::error::{ScopePart, SignatureError};
 use crate::headers::HeaderLookup;
 use crate::keys::compute_signature;
-use crate::{MAX_CLOCK_SKEW_SECS, X_SDK_DATE};
+use crate::{
+    EMPTY_PAYLOAD_SHA256, MAX_CLOCK_SKEW_SECS, UNSIGNED_PAYLOAD, X_SDK_CONTENT_SHA256, X_SDK_DATE,
+};
 
 /// What the server received, raw: path and query exactly as on the wire (still
 /// percent-encoded), body bytes as received.
@@ -32,6 +34,10 @@ pub struct VerifyPolicy<'a> {
     pub max_skew_secs: i64,
     /// The only service a V11 credential scope may name (`"iotdm"` for IoTDA).
     pub derived_service: &'a str,
+    /// Lowercase names of headers that change what the server does with a request (e.g.
+    /// `instance-id`): when present they must be listed in `SignedHeaders`, otherwise a
+    /// captured request could be replayed with the header added or swapped.
+    pub signed_when_present: &'a [&'a str],
 }
 
 impl<'a> VerifyPolicy<'a> {
@@ -41,6 +47,7 @@ impl<'a> VerifyPolicy<'a> {
             now_unix,
             max_skew_secs: MAX_CLOCK_SKEW_SECS,
             derived_service,
+            signed_when_present: &[],
         }
     }
 }
@@ -53,9 +60,14 @@ impl<'a> VerifyPolicy<'a> {
 /// (any non-empty region is accepted); every signed header must be present; finally the
 /// signature is recomputed over the canonical request and compared in constant time.
 ///
-/// `secret_key` is the caller's lookup of [`Authorization::access_key`]. Note that with
-/// `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` (multipart uploads) a non-empty body is,
-/// by the SDK's design, not covered by the signature.
+/// The body is always covered unless the client signed that it is not: an
+/// `X-Sdk-Content-Sha256` header must itself be signed, and its value must be either the
+/// body's real SHA-256 or `UNSIGNED-PAYLOAD`, which is accepted only on a signed
+/// `multipart/form-data` request (the SDK's uploads, where by the SDK's design the body
+/// is not covered). Every header in `policy.signed_when_present` that the request
+/// carries must be signed.
+///
+/// `secret_key` is the caller's lookup of [`Authorization::access_key`].
 pub fn verify<H: HeaderLookup + ?Sized>(
     req: &ReceivedRequest<'_, H>,
     auth: &Authorization<'_>,
@@ -111,7 +123,12 @@ pub fn verify<H: HeaderLookup + ?Sized>(
         }
     };
 
-    let payload_hash = compute_payload_hash(req.headers, req.body);
+    for &name in policy.signed_when_present {
+        if req.headers.header(name).is_some() && !is_signed(auth, name) {
+            return Err(SignatureError::HeaderNotSigned(name.to_owned()));
+        }
+    }
+    let payload_hash = verified_payload_hash(req, auth)?;
     let mut canonical_hash = HashSink::new();
     write_canonical_request(
         &mut canonical_hash,
@@ -134,4 +151,55 @@ pub fn verify<H: HeaderLookup + ?Sized>(
     } else {
         Err(SignatureError::SignatureMismatch)
     }
+}
+
+fn is_signed(auth: &Authorization<'_>, lowercase_name: &str) -> bool {
+    auth.signed_headers
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(lowercase_name))
+}
+
+/// The payload hash line to verify against, refusing every way a client-supplied
+/// `X-Sdk-Content-Sha256` could detach the signature from the body.
+///
+/// The SDK computes the line as `SHA-256("")` for an empty body, else the header's value
+/// when present, else the body's hash; it only ever sends the header signed, with
+/// `UNSIGNED-PAYLOAD`, on multipart uploads. Trusting an unsigned header, or a claimed
+/// hash without checking it, would let anyone who captured one signed request resend it
+/// with a body of their own.
+fn verified_payload_hash<'r, H: HeaderLookup + ?Sized>(
+    req: &ReceivedRequest<'r, H>,
+    auth: &Authorization<'_>,
+) -> Result<PayloadHash<'r>, SignatureError> {
+    let given = req.headers.header(X_SDK_CONTENT_SHA256);
+    if given.is_some() && !is_signed(auth, X_SDK_CONTENT_SHA256) {
+        return Err(SignatureError::HeaderNotSigned(
+            X_SDK_CONTENT_SHA256.to_owned(),
+        ));
+    }
+    if req.body.is_empty() {
+        return Ok(PayloadHash::Given(EMPTY_PAYLOAD_SHA256));
+    }
+    let actual = sha256_hex(req.body);
+    let Some(given) = given else {
+        return Ok(PayloadHash::Computed(actual));
+    };
+    let given = given.trim();
+    if given == UNSIGNED_PAYLOAD {
+        let multipart = req.headers.header("content-type").is_some_and(|v| {
+            v.trim_start()
+                .get(..19)
+                .is_some_and(|p| p.eq_ignore_ascii_case("multipart/form-data"))
+        });
+        if !multipart || !is_signed(auth, "content-type") {
+            return Err(SignatureError::UnsignedPayloadNotMultipart);
+        }
+        return Ok(PayloadHash::Given(UNSIGNED_PAYLOAD));
+    }
+    // The canonical request carries the header as sent, so a hash in upper case still
+    // verifies if the client signed it that way; what must hold is that it is the body's.
+    if !given.as_bytes().eq_ignore_ascii_case(&actual) {
+        return Err(SignatureError::ContentHashMismatch);
+    }
+    Ok(PayloadHash::Given(given))
 }

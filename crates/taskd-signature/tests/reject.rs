@@ -167,6 +167,7 @@ fn clock_skew_boundaries() {
         now_unix: now() + 61,
         max_skew_secs: 60,
         derived_service: IOTDA_DERIVED_SERVICE,
+        signed_when_present: &[],
     };
     assert!(matches!(
         verify(&req, &auth, SK, &tight),
@@ -342,12 +343,15 @@ fn wrong_secret_or_tampering() {
         check(&h2, V2_AUTH, SK, now()),
         Err(SignatureError::SignatureMismatch)
     );
-    // An attacker adding X-Sdk-Content-Sha256 to skip body hashing changes the payload line.
+    // An attacker adding X-Sdk-Content-Sha256 to skip body hashing: refused because the
+    // header is not signed (before any signature math).
     let mut h3 = h.clone();
     h3.push(("X-Sdk-Content-Sha256", UNSIGNED_PAYLOAD.into()));
     assert_eq!(
         check(&h3, V2_AUTH, SK, now()),
-        Err(SignatureError::SignatureMismatch)
+        Err(SignatureError::HeaderNotSigned(
+            "x-sdk-content-sha256".into()
+        ))
     );
     // Dropping a name from SignedHeaders (date still signed) changes the canonical request.
     let auth = V2_AUTH.replace("instance-id;", "");
@@ -421,4 +425,156 @@ fn odd_signed_header_names_are_missing_not_panics() {
             Err(SignatureError::MissingSignedHeader(name.to_owned()))
         );
     }
+}
+
+// --- The body is covered by the signature unless the client *signed* that it is not. ---
+
+const STANDARD_SIGNED: [&str; 6] = [
+    "content-type",
+    "host",
+    "instance-id",
+    "user-agent",
+    "x-project-id",
+    "x-sdk-date",
+];
+
+fn sha256_hex(body: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(Sha256::digest(body))
+}
+
+fn check_body(
+    headers: &[(&'static str, String)],
+    authorization: &str,
+    body: &[u8],
+    policy: &VerifyPolicy<'_>,
+) -> Result<(), SignatureError> {
+    let auth = parse_authorization(authorization)?;
+    let req = ReceivedRequest {
+        method: "POST",
+        path: PATH,
+        query: "",
+        headers,
+        body,
+    };
+    verify(&req, &auth, SK, policy)
+}
+
+const FORGED_BODY: &[u8] =
+    br#"{"task_name": "wipe", "task_type": "deleteDevices", "targets": ["dev-001", "dev-002"]}"#;
+
+/// The attack of issue 10: a captured signed request resent with another body and an
+/// *unsigned* `X-Sdk-Content-Sha256` claiming the original body's hash.
+#[test]
+fn unsigned_content_hash_header_cannot_replace_the_body() {
+    let h = headers(DATE);
+    let auth = forge(&h, &STANDARD_SIGNED, Algorithm::SdkHmacSha256, None);
+    assert_eq!(check_body(&h, &auth, BODY, &policy(now())), Ok(()));
+
+    let mut forged = h.clone();
+    forged.push(("X-Sdk-Content-Sha256", sha256_hex(BODY)));
+    assert_eq!(
+        check_body(&forged, &auth, FORGED_BODY, &policy(now())),
+        Err(SignatureError::HeaderNotSigned(
+            "x-sdk-content-sha256".into()
+        ))
+    );
+    // Not even UNSIGNED-PAYLOAD may be slipped in unsigned.
+    let mut forged = h.clone();
+    forged.push(("X-Sdk-Content-Sha256", UNSIGNED_PAYLOAD.into()));
+    assert_eq!(
+        check_body(&forged, &auth, FORGED_BODY, &policy(now())),
+        Err(SignatureError::HeaderNotSigned(
+            "x-sdk-content-sha256".into()
+        ))
+    );
+}
+
+#[test]
+fn signed_content_hash_must_be_the_body_hash() {
+    let mut h = headers(DATE);
+    h.push(("X-Sdk-Content-Sha256", sha256_hex(BODY)));
+    let mut signed = STANDARD_SIGNED.to_vec();
+    signed.insert(5, "x-sdk-content-sha256");
+    let auth = forge(&h, &signed, Algorithm::SdkHmacSha256, None);
+    // The real hash, signed: the body is covered and verifies.
+    assert_eq!(check_body(&h, &auth, BODY, &policy(now())), Ok(()));
+    // The same signed hash over another body: refused before any signature math.
+    assert_eq!(
+        check_body(&h, &auth, FORGED_BODY, &policy(now())),
+        Err(SignatureError::ContentHashMismatch)
+    );
+    // A signed claim that is simply not the hash of what was sent.
+    let mut wrong = headers(DATE);
+    wrong.push(("X-Sdk-Content-Sha256", sha256_hex(FORGED_BODY)));
+    let auth = forge(&wrong, &signed, Algorithm::SdkHmacSha256, None);
+    assert_eq!(
+        check_body(&wrong, &auth, BODY, &policy(now())),
+        Err(SignatureError::ContentHashMismatch)
+    );
+}
+
+fn multipart_headers(content_type: &str) -> Vec<(&'static str, String)> {
+    let mut h = headers(DATE);
+    h.retain(|(k, _)| *k != "Content-Type");
+    h.push(("Content-Type", content_type.into()));
+    h.push(("X-Sdk-Content-Sha256", UNSIGNED_PAYLOAD.into()));
+    h
+}
+
+/// What the SDK's `upload_batch_task_file` sends: accepted, and by the SDK's design the
+/// body is not covered; anywhere else `UNSIGNED-PAYLOAD` is refused.
+#[test]
+fn unsigned_payload_only_on_a_signed_multipart_request() {
+    let mut signed = STANDARD_SIGNED.to_vec();
+    signed.insert(5, "x-sdk-content-sha256");
+    let multipart = multipart_headers("multipart/form-data; boundary=091eeddbc64942e0");
+    let auth = forge(&multipart, &signed, Algorithm::SdkHmacSha256, None);
+    assert_eq!(check_body(&multipart, &auth, BODY, &policy(now())), Ok(()));
+
+    let json = multipart_headers("application/json");
+    let auth = forge(&json, &signed, Algorithm::SdkHmacSha256, None);
+    assert_eq!(
+        check_body(&json, &auth, FORGED_BODY, &policy(now())),
+        Err(SignatureError::UnsignedPayloadNotMultipart)
+    );
+
+    // Multipart, but the Content-Type itself unsigned (so it could have been swapped in).
+    let unsigned_ct: Vec<&str> = signed
+        .iter()
+        .copied()
+        .filter(|h| *h != "content-type")
+        .collect();
+    let auth = forge(&multipart, &unsigned_ct, Algorithm::SdkHmacSha256, None);
+    assert_eq!(
+        check_body(&multipart, &auth, BODY, &policy(now())),
+        Err(SignatureError::UnsignedPayloadNotMultipart)
+    );
+}
+
+/// An `Instance-Id` added to a captured request that did not sign one would move it to
+/// another scope; the server names such headers in `signed_when_present`.
+#[test]
+fn meaningful_headers_must_be_signed_when_present() {
+    let mut h = headers(DATE);
+    h.retain(|(k, _)| *k != "Instance-Id");
+    let signed: Vec<&str> = STANDARD_SIGNED
+        .iter()
+        .copied()
+        .filter(|h| *h != "instance-id")
+        .collect();
+    let auth = forge(&h, &signed, Algorithm::SdkHmacSha256, None);
+    let strict = VerifyPolicy {
+        signed_when_present: &["instance-id", "x-project-id"],
+        ..policy(now())
+    };
+    assert_eq!(check_body(&h, &auth, BODY, &strict), Ok(()));
+
+    h.push(("Instance-Id", "other-instance".into()));
+    assert_eq!(
+        check_body(&h, &auth, BODY, &strict),
+        Err(SignatureError::HeaderNotSigned("instance-id".into()))
+    );
+    // Without the policy the added header is simply not part of the signature.
+    assert_eq!(check_body(&h, &auth, BODY, &policy(now())), Ok(()));
 }

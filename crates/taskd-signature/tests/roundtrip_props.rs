@@ -86,8 +86,15 @@ impl Case {
         let mut h = vec![
             ("Host".to_owned(), "127.0.0.1:8080".to_owned()),
             ("X-Sdk-Date".to_owned(), format_sdk_date(self.date)),
-            ("Content-Type".to_owned(), "application/json".to_owned()),
         ];
+        // The SDK sends UNSIGNED-PAYLOAD only on multipart uploads, and the verifier
+        // accepts it nowhere else.
+        let content_type = if self.unsigned_payload {
+            "multipart/form-data; boundary=091eeddbc64942e0bb764db3a5b17858"
+        } else {
+            "application/json"
+        };
+        h.push(("Content-Type".to_owned(), content_type.to_owned()));
         if self.unsigned_payload {
             h.push((
                 "X-Sdk-Content-Sha256".to_owned(),

@@ -103,6 +103,83 @@ async fn a_body_changed_after_signing_is_refused_and_writes_nothing() {
     assert_eq!(app.call(call()).await.status, StatusCode::CREATED);
 }
 
+/// Issue 10, finding 1: a captured create resent with another body and an *unsigned*
+/// `X-Sdk-Content-Sha256` naming the original body's hash was answered 201 and run.
+#[tokio::test]
+async fn an_unsigned_content_hash_header_cannot_carry_a_forged_body() {
+    use sha2::Digest;
+    let app = TestApp::new().await;
+    let path = batchtasks();
+    let original = Call::new("POST", &path).json(json!({
+        "task_name": "upgrade", "task_type": "firmwareUpgrade", "targets": ["d1"],
+        "document": {"package_ids": ["32822e5744a45ede319d2c50"]},
+    }));
+    let original_hash = hex::encode(sha2::Sha256::digest(&original.body));
+    let forged = serde_json::to_vec(
+        &json!({"task_name": "wipe", "task_type": "deleteDevices", "targets": ["d1"]}),
+    )
+    .unwrap();
+    for claimed in [original_hash, "UNSIGNED-PAYLOAD".to_string()] {
+        let r = app
+            .call(Call {
+                sent_body: Some(forged.clone()),
+                unsigned_headers: vec![("X-Sdk-Content-Sha256", claimed)],
+                ..Call::new("POST", &path).json(json!({
+                    "task_name": "upgrade", "task_type": "firmwareUpgrade", "targets": ["d1"],
+                    "document": {"package_ids": ["32822e5744a45ede319d2c50"]},
+                }))
+            })
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "IOTDA.000002"),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body["error_msg"]
+                .as_str()
+                .unwrap()
+                .contains("x-sdk-content-sha256"),
+            "{}",
+            r.body
+        );
+    }
+    let list = app.call(Call::new("GET", &batchtasks())).await;
+    assert_eq!(list.body["page"]["count"], 0, "nothing was written");
+}
+
+/// An `Instance-Id` added to a captured request that was signed without one would move
+/// it into another instance's scope: refused, as the SDK always signs the header.
+#[tokio::test]
+async fn an_unsigned_instance_id_or_project_header_is_refused() {
+    let app = TestApp::new().await;
+    let path = batchtasks();
+    for (name, value) in [("Instance-Id", "inst-b"), ("X-Project-Id", P1)] {
+        let mut call = Call::new("GET", &path);
+        if name == "X-Project-Id" {
+            // Sign without X-Project-Id, then add it unsigned.
+            call.project_header = "";
+        }
+        call.unsigned_headers = vec![(name, value.to_string())];
+        let r = app.call(call).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "IOTDA.000002"),
+            "{name}: {}",
+            r.body
+        );
+    }
+    // Signed, the same header is honoured.
+    let r = app
+        .call(Call {
+            instance_id: Some("inst-b"),
+            ..Call::new("GET", &path)
+        })
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 #[tokio::test]
 async fn a_key_on_another_projects_path_is_403() {
     let app = TestApp::new().await;

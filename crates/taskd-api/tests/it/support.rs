@@ -46,6 +46,8 @@ pub struct Call<'a> {
     pub skew_secs: i64,
     /// Bytes sent instead of `body` (which is what gets signed): a tampered request.
     pub sent_body: Option<Vec<u8>>,
+    /// Headers added after signing, as an attacker replaying a captured request would.
+    pub unsigned_headers: Vec<(&'a str, String)>,
 }
 
 impl<'a> Call<'a> {
@@ -63,6 +65,7 @@ impl<'a> Call<'a> {
             derived: false,
             skew_secs: 0,
             sent_body: None,
+            unsigned_headers: Vec::new(),
         }
     }
     pub fn json(mut self, v: Value) -> Self {
@@ -127,6 +130,8 @@ impl TestApp {
             ("X-Project-Id", c.project_header),
             ("X-Sdk-Date", &date),
         ];
+        // An empty project header means "send none".
+        headers.retain(|(k, v)| *k != "X-Project-Id" || !v.is_empty());
         if let Some(i) = c.instance_id {
             headers.push(("Instance-Id", i));
         }
@@ -161,6 +166,9 @@ impl TestApp {
         let mut req = Request::builder().method(c.method).uri(uri);
         for (k, v) in &headers {
             req = req.header(*k, *v);
+        }
+        for (k, v) in &c.unsigned_headers {
+            req = req.header(*k, v.as_str());
         }
         req = req.header("Authorization", signed.authorization);
         let body = c.sent_body.unwrap_or(c.body);
