@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::{AuthError, Principal, require_signature};
 use crate::query::Query;
+use crate::refusal::Refusal;
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -50,6 +51,10 @@ pub enum IamError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     BadRequest(String),
+    /// Refused before or around the handler (`crate::refusal`), with the HTTP status as
+    /// IAM's code.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl IntoResponse for IamError {
@@ -62,6 +67,15 @@ impl IntoResponse for IamError {
             IamError::Auth(AuthError::BodyTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             IamError::Auth(_) => StatusCode::UNAUTHORIZED,
             IamError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            IamError::Refused(r) => match r {
+                Refusal::NoSuchApi => StatusCode::NOT_FOUND,
+                Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+                Refusal::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Refusal::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::PathUnreadable(_)
+                | Refusal::BodyUnreadable(_)
+                | Refusal::NotMultipart(_) => StatusCode::BAD_REQUEST,
+            },
         };
         let message = match &self {
             IamError::Auth(AuthError::Store(_)) => "Internal server error".to_string(),

@@ -13,7 +13,8 @@
 //!   instance operations, and the legacy device attributes.
 //!
 //! Only this crate knows HTTP status codes and error envelopes; each dialect turns
-//! errors into its envelope in exactly one place (its `error` module).
+//! errors into its envelope in exactly one place (its `error` module), refusals made
+//! outside its handlers ([`refusal`]: routing, the request timeout, extractors) included.
 
 pub mod auth;
 pub mod iam;
@@ -23,6 +24,7 @@ pub mod legacy;
 pub mod native;
 mod query;
 pub mod rabbitmq;
+pub mod refusal;
 mod signed_path;
 pub mod swr;
 mod wire_time;
@@ -48,8 +50,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub max_body_bytes: usize,
-    /// Longest a request may take before the server answers 503 (a stuck database
-    /// must not hold connections forever).
+    /// Longest a request may take before the server refuses it in its dialect's
+    /// envelope (`refusal::timeout`: a stuck database must not hold connections forever).
     pub request_timeout: Duration,
     /// Legacy northbound flow control: calls per app per 60 s (spec §7.1 default 100).
     pub legacy_rate_limit: u32,
@@ -113,15 +115,13 @@ pub fn router(state: AppState) -> Router {
         .merge(iotdm::router(state.clone()))
         .merge(rabbitmq::router(state.clone()))
         .merge(swr::router(state.clone()))
-        .fallback(no_such_api)
+        .fallback(refusal::no_such_api)
+        .method_not_allowed_fallback(refusal::method_not_allowed)
         .with_state(state)
         // Outermost last: the request id exists before the trace span opens, and is
         // copied onto every response, errors included.
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(timeout, refusal::timeout))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let request_id = req
                 .headers()
@@ -142,16 +142,4 @@ async fn healthz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
         }
     }
-}
-
-/// Unknown paths answer as Huawei's API gateway does for an unpublished API.
-async fn no_such_api() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({
-            "error_code": "APIG.0101",
-            "error_msg": "The API does not exist or has not been published in the environment",
-        })),
-    )
-        .into_response()
 }

@@ -38,6 +38,14 @@ impl std::fmt::Display for PathRefusal {
     }
 }
 
+/// Whether a path id is an id at all, as the DMS and SWR services write theirs (32 hex
+/// digits, UUIDs): 1-64 hex digits (either case) or `-`. One that is, but is not an id
+/// taskd issued (`Id::parse_exact`), names a record that does not exist: a 404, not a
+/// 400.
+pub fn is_path_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 /// The path parameters of a request whose project is the signing key's. `project_id` is
 /// the credential's spelling (what the store keys by).
 pub struct SignedPath<E> {

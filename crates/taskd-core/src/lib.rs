@@ -23,5 +23,6 @@ pub use operation::{IOTDA_INSTANCE_TYPES, OpService, OperateWindow, Operation, m
 pub use progress::Progress;
 pub use state::{ControlOp, SubTaskState, TaskState};
 pub use task::{
-    Credential, NewSubTask, NewTask, NewTaskFile, RetryPolicy, SubTask, Task, TaskFile, TaskScope,
+    Credential, MAX_DOCUMENT_BYTES, NewSubTask, NewTask, NewTaskFile, RetryPolicy, SubTask, Task,
+    TaskFile, TaskScope,
 };

@@ -35,6 +35,12 @@ pub struct RetryPolicy {
     pub interval_minutes: u32,
 }
 
+/// The largest document a task may carry (its JSON text, in bytes): what a worker is
+/// handed with its sub-tasks, and what listings and claims return, must stay small
+/// whatever a client sends. Huawei names no limit for IoTDA's `document` (only 10 KB
+/// for a shadow); 64 KiB is taskd's, the same for an instance operation's `params`.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
 /// A task as a user asked for it, validated by the dialect that received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
@@ -50,6 +56,7 @@ pub struct NewTask {
     /// The explicit target list exactly as given (a JSON array), echoed back to readers.
     pub targets_json: Option<String>,
     pub targets_filter_json: Option<String>,
+    /// At most [`MAX_DOCUMENT_BYTES`].
     pub document_json: Option<String>,
     pub document_source: Option<String>,
     pub schedule_at: Option<Timestamp>,

@@ -4,26 +4,26 @@ use std::collections::HashSet;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use taskd_core::{ControlOp, Id, NewTask, RetryPolicy, Timestamp};
+use taskd_core::{ControlOp, Id, MAX_DOCUMENT_BYTES, NewTask, RetryPolicy, Timestamp};
 use taskd_engine::TargetSource;
 use taskd_store::{
     PageRequest, SubTaskListParams, TargetOutcome, TaskControlOutcome, TaskDeleteOutcome,
     TaskFilter, TaskListParams,
 };
 
-use super::IotdaScope;
 use super::error::IotdaError;
 use super::validate::{self as v};
 use super::wire::{
     self, BatchTargetResultView, ListBatchTasksView, PageView, ShowBatchTaskView,
     SubTaskStatusFilter, TaskDetailView, TaskView,
 };
+use super::{IotdaScope, Path};
 use crate::AppState;
 use crate::query::Query;
 use crate::wire_time::parse_compact;
@@ -133,7 +133,15 @@ fn new_task(
     }
     let document_json = match &body.document {
         None | Some(serde_json::Value::Null) => None,
-        Some(doc @ serde_json::Value::Object(_)) => Some(doc.to_string()),
+        Some(doc @ serde_json::Value::Object(_)) => {
+            let text = doc.to_string();
+            if text.len() > MAX_DOCUMENT_BYTES {
+                return Err(invalid(format!(
+                    "document must be at most {MAX_DOCUMENT_BYTES} bytes of JSON."
+                )));
+            }
+            Some(text)
+        }
         Some(_) => return Err(invalid("document must be a JSON object.")),
     };
     if v::is_upgrade(&kind) {
@@ -242,17 +250,22 @@ fn new_task(
         let group_ids = filter.get("group_ids").and_then(|g| g.as_array());
         let valid = filter.is_object()
             && group_ids.is_some_and(|ids| {
-                !ids.is_empty()
-                    && ids
-                        .iter()
-                        .all(|id| id.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 256))
+                (1..=v::MAX_FILTER_GROUPS).contains(&ids.len())
+                    && ids.iter().all(|id| id.as_str().is_some_and(v::is_group_id))
             });
         if !valid {
-            return Err(invalid(
-                "targets_filter must be an object with group_ids, a non-empty list of group ids.",
-            ));
+            return Err(invalid(format!(
+                "targets_filter must be an object with group_ids, a list of 1-{} group ids.",
+                v::MAX_FILTER_GROUPS
+            )));
         }
-        targets_filter_json = Some(filter.to_string());
+        let text = filter.to_string();
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(invalid(format!(
+                "targets_filter must be at most {MAX_DOCUMENT_BYTES} bytes of JSON."
+            )));
+        }
+        targets_filter_json = Some(text);
         let mut group_ids: Vec<String> = group_ids
             .into_iter()
             .flatten()

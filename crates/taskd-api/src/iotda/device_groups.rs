@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -10,11 +10,11 @@ use taskd_core::NewDeviceGroup;
 use taskd_core::device::{MAX_APP_ID_CHARS, MAX_DEVICE_ID_CHARS, check_new_group, is_word_id};
 use taskd_store::{GroupFilter, GroupListParams, Page, RegistryRefusal};
 
-use super::IotdaScope;
 use super::batch_tasks::{invalid, page_request, parse_json, parse_query};
 use super::error::IotdaError;
 use super::validate as v;
 use super::wire::{DYNAMIC_GROUP, DeviceGroupView, ListDeviceGroupsView, PageView, STATIC_GROUP};
+use super::{IotdaScope, Path};
 use crate::AppState;
 use crate::wire_time::parse_compact;
 

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,11 +13,11 @@ use taskd_core::device::{
 use taskd_core::{AuthType, DeviceUpdate, NewDevice, TaskScope};
 use taskd_store::{DeviceFilter, DeviceListParams, GatewayFilter, RegistryRefusal};
 
-use super::IotdaScope;
 use super::batch_tasks::{invalid, page_request, parse_json, parse_query};
 use super::error::IotdaError;
 use super::validate as v;
 use super::wire::{DeviceSummaryView, DeviceView, ListDevicesView, PageView};
+use super::{IotdaScope, Path};
 use crate::AppState;
 use crate::wire_time::parse_compact;
 

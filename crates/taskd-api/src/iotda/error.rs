@@ -13,6 +13,7 @@ use taskd_engine::EngineError;
 use taskd_store::{RegistryRefusal, StoreError};
 
 use crate::auth::AuthError;
+use crate::refusal::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IotdaError {
@@ -68,6 +69,11 @@ pub enum IotdaError {
     /// the code is the refusal's, the status is decided below.
     #[error("{0}")]
     Registry(#[from] RegistryRefusal),
+    /// Refused before or around the handler (`crate::refusal`). Behind Huawei's API
+    /// gateway an unknown path or method is its 404 `APIG.0101`, a timeout its 504
+    /// `APIG.0201`; the rest are IoTDA's codes for a bad request.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// 500: the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,6 +84,17 @@ impl IotdaError {
         use IotdaError::*;
         match self {
             Registry(r) => (registry_status(*r), r.error_code()),
+            Refused(r) => match r {
+                Refusal::NoSuchApi | Refusal::MethodNotAllowed => {
+                    (StatusCode::NOT_FOUND, "APIG.0101")
+                }
+                Refusal::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "APIG.0201"),
+                Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "IOTDA.000006"),
+                Refusal::PathUnreadable(_) => (StatusCode::BAD_REQUEST, "IOTDA.000006"),
+                Refusal::BodyUnreadable(_) | Refusal::NotMultipart(_) => {
+                    (StatusCode::BAD_REQUEST, "IOTDA.000008")
+                }
+            },
             Auth(AuthError::BodyTooLarge(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "IOTDA.000006"),
             Auth(AuthError::BodyUnreadable) => (StatusCode::BAD_REQUEST, "IOTDA.000008"),
             Auth(AuthError::Store(_)) | Internal(_) => {
@@ -120,7 +137,7 @@ fn registry_status(r: RegistryRefusal) -> StatusCode {
 impl IntoResponse for IotdaError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, IotdaError::Refused(_)) {
             tracing::error!(error = %self, "request failed");
             "Internal server error.".to_string()
         } else {
@@ -134,6 +151,12 @@ impl IntoResponse for IotdaError {
             Json(json!({ "error_code": code, "error_msg": message })),
         )
             .into_response()
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for IotdaError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        Refusal::from(r).into()
     }
 }
 

@@ -4,7 +4,7 @@
 //! once, when it arrives; the rows are what a `document_source` task is made from.
 
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use calamine::{Data, Reader};
@@ -12,9 +12,9 @@ use serde_json::json;
 use taskd_core::NewTaskFile;
 use taskd_store::FileInsertOutcome;
 
-use super::IotdaScope;
 use super::error::IotdaError;
 use super::validate as v;
+use super::{IotdaScope, Multipart, Path};
 use crate::AppState;
 use crate::wire_time::format_compact;
 
@@ -101,7 +101,7 @@ fn check_file_name(name: &str) -> Result<(), IotdaError> {
 pub async fn upload(
     State(state): State<AppState>,
     IotdaScope(scope): IotdaScope,
-    mut multipart: Multipart,
+    Multipart(mut multipart): Multipart,
 ) -> Result<Response, IotdaError> {
     let mut upload = None;
     while let Some(field) = multipart

@@ -16,7 +16,7 @@ mod files;
 pub mod validate;
 pub mod wire;
 
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::{Router, middleware};
@@ -26,6 +26,7 @@ pub use error::IotdaError;
 
 use crate::AppState;
 use crate::auth::{Principal, require_signature};
+use crate::refusal::Refusal;
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -91,6 +92,25 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<IotdaError>,
         ))
+}
+
+/// axum's `Path`, refusing in IoTDA's envelope.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(IotdaError))]
+pub struct Path<T>(pub T);
+
+/// axum's `Multipart`, refusing a body that is not multipart in IoTDA's envelope.
+pub struct Multipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Multipart {
+    type Rejection = IotdaError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, IotdaError> {
+        axum::extract::Multipart::from_request(request, state)
+            .await
+            .map(Multipart)
+            .map_err(|r| Refusal::from(r).into())
+    }
 }
 
 /// The scope an IoTDA request acts in: the path's project (which must be the signing

@@ -31,6 +31,9 @@ pub const TASK_TYPES: [&str; 18] = [
 pub const MAX_TARGETS: usize = 30_000;
 pub const MAX_BATCH_TARGETS: usize = 100;
 pub const MAX_TASK_EXT_INFO_CHARS: usize = 512;
+/// `targets_filter.group_ids`: Huawei names no limit; a scope holds at most this many
+/// groups (`taskd_core::device::MAX_GROUPS_PER_SCOPE`), so more ids can't all be groups.
+pub const MAX_FILTER_GROUPS: usize = device::MAX_GROUPS_PER_SCOPE as usize;
 pub const MAX_SCHEDULE_AHEAD_DAYS: i64 = 7;
 pub const RETRY_COUNT: std::ops::RangeInclusive<i64> = 1..=5;
 pub const RETRY_INTERVAL_MINUTES: std::ops::RangeInclusive<i64> = 0..=1440;

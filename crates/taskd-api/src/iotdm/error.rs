@@ -12,6 +12,7 @@ use taskd_store::StoreError;
 
 use crate::auth::AuthError;
 use crate::query::QueryError;
+use crate::refusal::Refusal;
 use crate::signed_path::PathRefusal;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,10 @@ pub enum IotdmError {
         status: &'static str,
         operation: &'static str,
     },
+    /// Refused before or around the handler (`crate::refusal`): the API gateway's
+    /// `APIG.0101` (404) and `APIG.0201` (504, timeout), else IoTDA's bad-request codes.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// 500 IOTDA.000001.
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +59,17 @@ impl IotdmError {
             InvalidInput(_) => (StatusCode::BAD_REQUEST, "IOTDA.000006"),
             TaskNotFound => (StatusCode::NOT_FOUND, "IOTDA.014200"),
             StatusForbids { .. } => (StatusCode::FORBIDDEN, "IOTDA.014221"),
+            Refused(r) => match r {
+                Refusal::NoSuchApi | Refusal::MethodNotAllowed => {
+                    (StatusCode::NOT_FOUND, "APIG.0101")
+                }
+                Refusal::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "APIG.0201"),
+                Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "IOTDA.000006"),
+                Refusal::PathUnreadable(_) => (StatusCode::BAD_REQUEST, "IOTDA.000006"),
+                Refusal::BodyUnreadable(_) | Refusal::NotMultipart(_) => {
+                    (StatusCode::BAD_REQUEST, "IOTDA.000008")
+                }
+            },
         }
     }
 }
@@ -61,7 +77,7 @@ impl IotdmError {
 impl IntoResponse for IotdmError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, IotdmError::Refused(_)) {
             tracing::error!(error = %self, "request failed");
             "Internal server error.".to_string()
         } else {

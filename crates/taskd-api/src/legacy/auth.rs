@@ -6,7 +6,6 @@
 //! a login or refresh replaces them in the store.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -18,6 +17,7 @@ use subtle::ConstantTimeEq;
 use taskd_core::Timestamp;
 use taskd_store::{LegacyApp, LegacyTokens};
 
+use super::Body;
 use super::error::LegacyError;
 use crate::AppState;
 
@@ -165,7 +165,7 @@ fn decode_form(raw: &[u8]) -> Option<String> {
 /// `POST /iocm/app/sec/v1.1.0/login`, form-encoded `appId`, `secret`.
 pub async fn login(
     State(state): State<AppState>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<AuthOut>, LegacyError> {
     let app_id = form_field(&body, "appId").filter(|s| !s.is_empty());
     let secret = form_field(&body, "secret").filter(|s| !s.is_empty());
@@ -190,7 +190,7 @@ pub struct RefreshIn {
 /// `POST /iocm/app/sec/v1.1.0/refreshToken`, JSON `appId`, `secret`, `refreshToken`.
 pub async fn refresh(
     State(state): State<AppState>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<AuthOut>, LegacyError> {
     let input: RefreshIn = serde_json::from_slice(&body).map_err(|_| LegacyError::InputInvalid)?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());

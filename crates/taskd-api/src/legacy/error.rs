@@ -11,6 +11,8 @@ use serde_json::json;
 use taskd_engine::EngineError;
 use taskd_store::StoreError;
 
+use crate::refusal::Refusal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LegacyError {
     /// 401 100025: no `app_key` header.
@@ -80,6 +82,12 @@ pub enum LegacyError {
     /// 400 123029.
     #[error("pageNo or pageSize beyond the limit.")]
     PageLimit,
+    /// Refused before or around the handler (`crate::refusal`). The platform documents
+    /// no codes for these: an unknown path (404), method (405), body over the limit
+    /// (413) or unreadable path or body (400) is its general `120015`, a timeout (503)
+    /// its `50252`.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// 500 50252: the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -112,7 +120,22 @@ impl LegacyError {
             TaskNotFound => (StatusCode::NOT_FOUND, "123009"),
             PageLimit => (StatusCode::BAD_REQUEST, "123029"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "50252"),
+            Refused(r) => match r {
+                Refusal::NoSuchApi => (StatusCode::NOT_FOUND, "120015"),
+                Refusal::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "120015"),
+                Refusal::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "50252"),
+                Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "120015"),
+                Refusal::PathUnreadable(_)
+                | Refusal::BodyUnreadable(_)
+                | Refusal::NotMultipart(_) => (StatusCode::BAD_REQUEST, "120015"),
+            },
         }
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for LegacyError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        Refusal::from(r).into()
     }
 }
 

@@ -17,13 +17,37 @@ mod operations;
 pub mod validate;
 pub mod wire;
 
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::routing::{get, post, put};
 use axum::{Router, middleware};
+use bytes::Bytes;
 
 pub use auth::{LegacyPrincipal, generate_secret, hash_secret, verify_secret};
 pub use error::LegacyError;
 
 use crate::AppState;
+use crate::refusal::Refusal;
+
+/// axum's `Path`, refusing in the legacy envelope.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(LegacyError))]
+pub struct Path<T>(pub T);
+
+/// The request body, read within the body limit; refused in the legacy envelope. (The
+/// AK/SK dialects' handlers take axum's `Bytes`: `auth::require_signature` has already
+/// read their body within the limit, so reading it again cannot fail.)
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = LegacyError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, LegacyError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|r| Refusal::of_body(r, state.config.max_body_bytes).into())
+    }
+}
 
 pub fn router(state: AppState) -> Router<AppState> {
     let protected = Router::new()

@@ -2,8 +2,7 @@
 //! (taskd's extension).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use serde_json::{Value, json};
 use taskd_core::{ControlOp, Id, NewTask, SubTask, SubTaskState, TaskScope};
 use taskd_store::{
@@ -15,6 +14,7 @@ use super::auth::LegacyPrincipal;
 use super::error::LegacyError;
 use super::validate::{self, Targets};
 use super::wire::{self, LegacyDocument, OPERATION_TYPES};
+use super::{Body, Path};
 use crate::AppState;
 use crate::query::Query;
 
@@ -25,7 +25,7 @@ fn scope(p: &LegacyPrincipal) -> TaskScope {
 pub async fn create_firmware(
     State(state): State<AppState>,
     Extension(p): Extension<LegacyPrincipal>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, LegacyError> {
     create(state, p, "firmware_upgrade", body).await
 }
@@ -33,7 +33,7 @@ pub async fn create_firmware(
 pub async fn create_software(
     State(state): State<AppState>,
     Extension(p): Extension<LegacyPrincipal>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, LegacyError> {
     create(state, p, "software_upgrade", body).await
 }
@@ -42,7 +42,7 @@ async fn create(
     state: AppState,
     p: LegacyPrincipal,
     operate_type: &'static str,
-    body: Bytes,
+    body: bytes::Bytes,
 ) -> Result<Json<Value>, LegacyError> {
     let v = validate::create(&body, state.clock.now())?;
     let scope = scope(&p);

@@ -132,7 +132,18 @@ pub fn create(body: &[u8], now: Timestamp) -> Result<ValidCreate, LegacyError> {
     let (schedule_at, deadline_at) = match execute_type {
         // taskd knows no device connectivity: device_online runs like now
         // (docs/legacy-northbound.md).
-        "now" | "device_online" => (None, None),
+        "now" | "device_online" => {
+            // Not parsed, but kept and echoed back as given: bounded like any String(256).
+            for (field, v) in [
+                ("startTime", &policy_doc.start_time),
+                ("endTime", &policy_doc.end_time),
+            ] {
+                if let Some(v) = v {
+                    bounded(field, v)?;
+                }
+            }
+            (None, None)
+        }
         "custom" => {
             let parse = |v: &Option<String>| {
                 nonempty(v)

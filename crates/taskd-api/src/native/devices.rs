@@ -5,12 +5,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use taskd_core::TaskScope;
 use taskd_store::DeviceAttributes;
 
-use super::{NativeError, NativeProject};
+use super::{NativeError, NativeProject, Path};
 use crate::AppState;
 
 const MAX_LEN: usize = 256;

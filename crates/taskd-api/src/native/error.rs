@@ -10,6 +10,7 @@ use taskd_engine::EngineError;
 use taskd_store::StoreError;
 
 use crate::auth::AuthError;
+use crate::refusal::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NativeError {
@@ -28,10 +29,14 @@ pub enum NativeError {
     /// 409 TASKD.010409: the sub-task is no longer leased to this attempt.
     #[error("The lease on sub-task {0} is lost: it was stopped, expired or claimed again.")]
     LeaseLost(String),
-    /// 500 TASKD.000001: the cause is logged, never sent.
     /// 404 TASKD.000404: the named device (or other record) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Refused before or around the handler (`crate::refusal`): 404 TASKD.000404, 405
+    /// TASKD.000405, 503 TASKD.000503 (timeout), 413 TASKD.000413, else 400.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// 500 TASKD.000001: the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -51,6 +56,16 @@ impl NativeError {
             MalformedBody(_) => (StatusCode::BAD_REQUEST, "TASKD.000008"),
             LeaseLost(_) => (StatusCode::CONFLICT, "TASKD.010409"),
             NotFound(_) => (StatusCode::NOT_FOUND, "TASKD.000404"),
+            Refused(r) => match r {
+                Refusal::NoSuchApi => (StatusCode::NOT_FOUND, "TASKD.000404"),
+                Refusal::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "TASKD.000405"),
+                Refusal::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "TASKD.000503"),
+                Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "TASKD.000413"),
+                Refusal::PathUnreadable(_) => (StatusCode::BAD_REQUEST, "TASKD.000006"),
+                Refusal::BodyUnreadable(_) | Refusal::NotMultipart(_) => {
+                    (StatusCode::BAD_REQUEST, "TASKD.000008")
+                }
+            },
         }
     }
 }
@@ -58,7 +73,7 @@ impl NativeError {
 impl IntoResponse for NativeError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, NativeError::Refused(_)) {
             tracing::error!(error = %self, "request failed");
             "Internal server error.".to_string()
         } else {
@@ -72,6 +87,12 @@ impl IntoResponse for NativeError {
             Json(json!({ "error_code": code, "error_msg": message })),
         )
             .into_response()
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for NativeError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        Refusal::from(r).into()
     }
 }
 

@@ -41,6 +41,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         ))
 }
 
+/// axum's `Path`, refusing in the native envelope.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(NativeError))]
+pub struct Path<T>(pub T);
+
 /// The project a native request acts in: the path's, which must be the signing key's.
 pub struct NativeProject(pub String);
 

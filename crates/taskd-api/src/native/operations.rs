@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use taskd_core::{IOTDA_INSTANCE_TYPES, Id, OpService, OperateWindow};
+use taskd_core::{IOTDA_INSTANCE_TYPES, Id, MAX_DOCUMENT_BYTES, OpService, OperateWindow};
 use taskd_engine::{EngineError, NewOperation};
 use taskd_store::{OpListParams, OpRecord, PageRequest};
 
@@ -18,7 +18,6 @@ use crate::AppState;
 use crate::query::Query;
 use crate::wire_time::{format_iso_millis, parse_compact};
 
-const MAX_PARAMS_BYTES: usize = 64 * 1024;
 const MAX_USER: usize = 64;
 const MAX_NAME: usize = 64;
 const LIST_LIMIT_MAX: u32 = 100;
@@ -140,9 +139,9 @@ fn validate(project_id: String, b: CreateBody) -> Result<NewOperation, NativeErr
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(_)) => {
             let text = v.to_string();
-            if text.len() > MAX_PARAMS_BYTES {
+            if text.len() > MAX_DOCUMENT_BYTES {
                 return Err(invalid(format!(
-                    "params must be at most {MAX_PARAMS_BYTES} bytes of JSON."
+                    "params must be at most {MAX_DOCUMENT_BYTES} bytes of JSON."
                 )));
             }
             Some(text)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -13,10 +13,13 @@ use taskd_core::Id;
 use taskd_engine::ClaimRequest;
 use taskd_store::{ClaimedSubTask, ReportOutcome, RunOutcome, RunResult};
 
-use super::{NativeError, NativeProject};
+use super::{NativeError, NativeProject, Path};
 use crate::AppState;
 use crate::wire_time::format_iso_millis;
 
+/// The protocol version a claim must name: version 2 hands a task's document out once
+/// per claim (`tasks`), not once per sub-task as version 1 did.
+const PROTOCOL: u32 = 2;
 const MAX_CLAIM: u32 = 500;
 const MAX_TASK_TYPES: usize = 20;
 const MAX_RESULTS: usize = 500;
@@ -59,7 +62,9 @@ fn json_value(text: Option<&str>) -> Value {
     }
 }
 
-pub fn claimed_json(c: &ClaimedSubTask) -> Value {
+/// A claim entry. The task's document is not in it: it is in the claim's `tasks`, once
+/// per task however many of its sub-tasks the claim leases.
+fn claimed_json(c: &ClaimedSubTask) -> Value {
     json!({
         "sub_task_id": c.id.to_string(),
         "attempt": c.attempt,
@@ -72,7 +77,6 @@ pub fn claimed_json(c: &ClaimedSubTask) -> Value {
         "service": c.task.service.map(|s| s.as_str()),
         "app_id": c.task.app_id,
         "target": c.target,
-        "document": json_value(c.task.document_json.as_deref()),
         "input": json_value(c.input_json.as_deref()),
         "lease_expires_at": format_iso_millis(c.lease_until),
     })
@@ -80,6 +84,7 @@ pub fn claimed_json(c: &ClaimedSubTask) -> Value {
 
 #[derive(Deserialize)]
 struct ClaimBody {
+    protocol: Option<u32>,
     worker_id: String,
     task_types: Vec<String>,
     max: Option<u32>,
@@ -93,6 +98,13 @@ pub async fn claim(
     body: Bytes,
 ) -> Result<Json<Value>, NativeError> {
     let b: ClaimBody = parse(&body)?;
+    if b.protocol != Some(PROTOCOL) {
+        // A version-1 worker would read every document as null: refuse it loudly.
+        return Err(NativeError::InvalidInput(format!(
+            "this server speaks worker protocol {PROTOCOL} (a claim names \"protocol\": {PROTOCOL}; \
+             documents come once per task in \"tasks\"): upgrade the worker."
+        )));
+    }
     if !is_worker_id(&b.worker_id) {
         return Err(NativeError::InvalidInput(
             "worker_id must be 1-128 letters, digits or _.:/@-".into(),
@@ -132,8 +144,14 @@ pub async fn claim(
             wait: Duration::from_secs(wait),
         })
         .await?;
+    let mut tasks = serde_json::Map::new();
+    for c in &claimed {
+        tasks
+            .entry(c.task.id.to_string())
+            .or_insert_with(|| json!({ "document": json_value(c.task.document_json.as_deref()) }));
+    }
     let items: Vec<Value> = claimed.iter().map(claimed_json).collect();
-    Ok(Json(json!({ "sub_tasks": items })))
+    Ok(Json(json!({ "tasks": tasks, "sub_tasks": items })))
 }
 
 #[derive(Deserialize)]
@@ -143,10 +161,16 @@ struct HeartbeatBody {
     progress: Option<u8>,
 }
 
-fn sub_task_id(s: &str) -> Result<Id, NativeError> {
-    Id::parse_exact(s).ok_or_else(|| {
-        NativeError::InvalidInput("sub_task_id must be 24 lowercase hexadecimal digits.".into())
-    })
+/// A sub-task id as a worker quotes it: malformed unless 24 lowercase hex digits. A
+/// well-formed id taskd never issued (above its id range) is `None`: no lease the worker
+/// holds, answered like any lost lease.
+fn sub_task_id(s: &str) -> Result<Option<Id>, NativeError> {
+    if s.len() != 24 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(NativeError::InvalidInput(
+            "sub_task_id must be 24 lowercase hexadecimal digits.".into(),
+        ));
+    }
+    Ok(Id::parse_exact(s))
 }
 
 pub async fn heartbeat(
@@ -163,6 +187,9 @@ pub async fn heartbeat(
         ));
     }
     let lease = lease(b.lease_seconds)?;
+    let Some(id_value) = id_value else {
+        return Err(NativeError::LeaseLost(id));
+    };
     match state
         .engine
         .heartbeat(Some(project_id), id_value, b.attempt, lease, b.progress)
@@ -190,7 +217,8 @@ struct ResultItem {
     error_msg: Option<String>,
 }
 
-fn run_result(item: ResultItem) -> Result<RunResult, NativeError> {
+/// `None` for a well-formed id taskd never issued: that result is lease-lost.
+fn run_result(item: ResultItem) -> Result<Option<RunResult>, NativeError> {
     let sub_task_id = sub_task_id(&item.sub_task_id)?;
     let outcome = match item.status.as_str() {
         "succeeded" => {
@@ -231,13 +259,13 @@ fn run_result(item: ResultItem) -> Result<RunResult, NativeError> {
             )));
         }
     };
-    Ok(RunResult {
+    Ok(sub_task_id.map(|sub_task_id| RunResult {
         sub_task_id,
         attempt: item.attempt,
         outcome,
         // Workers report outcomes only; registry effects are taskd's own executor's.
         effect: None,
-    })
+    }))
 }
 
 pub async fn results(
@@ -251,24 +279,28 @@ pub async fn results(
             "results must hold 1-{MAX_RESULTS} entries."
         )));
     }
-    let results = b
-        .results
+    let mut quoted = Vec::with_capacity(b.results.len());
+    let mut known = Vec::with_capacity(b.results.len());
+    for item in b.results {
+        let id = item.sub_task_id.clone();
+        let result = run_result(item)?;
+        quoted.push((id, result.is_some()));
+        known.extend(result);
+    }
+    let mut outcomes = if known.is_empty() {
+        Vec::new()
+    } else {
+        state.engine.report(Some(project_id), known).await?
+    }
+    .into_iter();
+    let items: Vec<Value> = quoted
         .into_iter()
-        .map(run_result)
-        .collect::<Result<Vec<_>, _>>()?;
-    let ids: Vec<Id> = results.iter().map(|r| r.sub_task_id).collect();
-    let outcomes = state.engine.report(Some(project_id), results).await?;
-    let items: Vec<Value> = ids
-        .iter()
-        .zip(outcomes)
-        .map(|(id, outcome)| match outcome {
-            ReportOutcome::Accepted(_) => {
-                json!({ "sub_task_id": id.to_string(), "accepted": true })
-            }
-            ReportOutcome::LeaseLost => json!({
-                "sub_task_id": id.to_string(), "accepted": false, "reason": "lease_lost"
-            }),
-        })
+        .map(
+            |(id, issued)| match issued.then(|| outcomes.next()).flatten() {
+                Some(ReportOutcome::Accepted(_)) => json!({ "sub_task_id": id, "accepted": true }),
+                _ => json!({ "sub_task_id": id, "accepted": false, "reason": "lease_lost" }),
+            },
+        )
         .collect();
     Ok(Json(json!({ "results": items })))
 }

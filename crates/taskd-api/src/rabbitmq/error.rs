@@ -11,6 +11,7 @@ use taskd_store::StoreError;
 
 use crate::auth::AuthError;
 use crate::query::QueryError;
+use crate::refusal::Refusal;
 use crate::signed_path::PathRefusal;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,10 @@ pub enum DmsError {
     /// 409 DMS.00409000: only a finished task can be deleted.
     #[error("The background task is {0}: only a finished task can be deleted.")]
     NotFinished(&'static str),
+    /// Refused before or around the handler (`crate::refusal`): the API gateway's
+    /// `APIG.0101` (404) and `APIG.0201` (504, timeout), else DMS.00400000.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// 500 DMS.00500000.
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +59,16 @@ impl DmsError {
             InvalidTime(_) => (StatusCode::BAD_REQUEST, "DMS.00400001"),
             TaskNotFound => (StatusCode::NOT_FOUND, "DMS.00404022"),
             NotFinished(_) => (StatusCode::CONFLICT, "DMS.00409000"),
+            Refused(r) => match r {
+                Refusal::NoSuchApi | Refusal::MethodNotAllowed => {
+                    (StatusCode::NOT_FOUND, "APIG.0101")
+                }
+                Refusal::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "APIG.0201"),
+                Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "DMS.00400000"),
+                Refusal::PathUnreadable(_)
+                | Refusal::BodyUnreadable(_)
+                | Refusal::NotMultipart(_) => (StatusCode::BAD_REQUEST, "DMS.00400000"),
+            },
         }
     }
 }
@@ -61,7 +76,7 @@ impl DmsError {
 impl IntoResponse for DmsError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, DmsError::Refused(_)) {
             tracing::error!(error = %self, "request failed");
             "Internal server error.".to_string()
         } else {

@@ -25,7 +25,7 @@ pub use error::DmsError;
 use crate::AppState;
 use crate::auth::require_signature;
 use crate::query::Query;
-use crate::signed_path::SignedPath;
+use crate::signed_path::{SignedPath, is_path_id};
 use crate::wire_time::parse_dms_compact;
 
 const LIMIT_MAX: u32 = 100;
@@ -69,9 +69,13 @@ async fn instance_scope(state: &AppState, path: &DmsPath) -> Result<TaskScope, D
 }
 
 fn task_id(path: &DmsPath) -> Result<Id, DmsError> {
-    Id::parse_exact(path.get("task_id")).ok_or_else(|| {
-        DmsError::InvalidParam("task_id must be 24 lowercase hexadecimal characters.".into())
-    })
+    let raw = path.get("task_id");
+    if !is_path_id(raw) {
+        return Err(DmsError::InvalidParam(
+            "task_id must be 1-64 hexadecimal digits or '-'.".into(),
+        ));
+    }
+    Id::parse_exact(raw).ok_or(DmsError::TaskNotFound)
 }
 
 fn int_param(q: &Query, name: &str, max: u32) -> Result<Option<u32>, DmsError> {

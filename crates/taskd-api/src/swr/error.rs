@@ -12,6 +12,7 @@ use taskd_store::StoreError;
 
 use crate::auth::AuthError;
 use crate::query::QueryError;
+use crate::refusal::Refusal;
 use crate::signed_path::PathRefusal;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,10 @@ pub enum SwrError {
     /// 409 SVCSTG.SWR.4090001: only a finished job can be deleted.
     #[error("The job is {0}: only a finished job can be deleted.")]
     NotFinished(&'static str),
+    /// Refused before or around the handler (`crate::refusal`): the API gateway's
+    /// `APIG.0101` (404) and `APIG.0201` (504, timeout), else SVCSTG.SWR.4000001.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// 500 SVCSTG.SWR.5000001.
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,6 +57,16 @@ impl SwrError {
             InvalidParam(_) => (StatusCode::BAD_REQUEST, "SVCSTG.SWR.4000001"),
             JobNotFound => (StatusCode::NOT_FOUND, "SVCSTG.SWR.4040001"),
             NotFinished(_) => (StatusCode::CONFLICT, "SVCSTG.SWR.4090001"),
+            Refused(r) => match r {
+                Refusal::NoSuchApi | Refusal::MethodNotAllowed => {
+                    (StatusCode::NOT_FOUND, "APIG.0101")
+                }
+                Refusal::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "APIG.0201"),
+                Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SVCSTG.SWR.4000001"),
+                Refusal::PathUnreadable(_)
+                | Refusal::BodyUnreadable(_)
+                | Refusal::NotMultipart(_) => (StatusCode::BAD_REQUEST, "SVCSTG.SWR.4000001"),
+            },
         }
     }
 }
@@ -63,7 +78,7 @@ fn hex(text: &str) -> String {
 impl IntoResponse for SwrError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, SwrError::Refused(_)) {
             tracing::error!(error = %self, "request failed");
             "Internal server error.".to_string()
         } else {

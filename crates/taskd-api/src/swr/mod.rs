@@ -25,7 +25,7 @@ pub use error::SwrError;
 use crate::AppState;
 use crate::auth::require_signature;
 use crate::query::Query;
-use crate::signed_path::SignedPath;
+use crate::signed_path::{SignedPath, is_path_id};
 
 const LIMIT_MAX: u32 = 100;
 const LIMIT_DEFAULT: u32 = 100;
@@ -45,9 +45,13 @@ pub fn router(state: AppState) -> Router<AppState> {
 type SwrPath = SignedPath<SwrError>;
 
 fn job_id(path: &SwrPath) -> Result<Id, SwrError> {
-    Id::parse_exact(path.get("job_id")).ok_or_else(|| {
-        SwrError::InvalidParam("job_id must be 24 lowercase hexadecimal characters.".into())
-    })
+    let raw = path.get("job_id");
+    if !is_path_id(raw) {
+        return Err(SwrError::InvalidParam(
+            "job_id must be 1-64 hexadecimal digits or '-'.".into(),
+        ));
+    }
+    Id::parse_exact(raw).ok_or(SwrError::JobNotFound)
 }
 
 fn int_param(q: &Query, name: &str, min: u32, max: u32) -> Result<Option<u32>, SwrError> {

@@ -537,10 +537,9 @@ async fn stop_confirm_retry_and_delete_follow_the_state_rules() {
         "confirmed, not yet claimed"
     );
     let claimed = app
-        .call(
-            Call::new("POST", &format!("/taskd/v1/{P1}/claims"))
-                .json(json!({"worker_id": "w", "task_types": ["firmwareUpgrade"], "max": 10})),
-        )
+        .call(Call::new("POST", &format!("/taskd/v1/{P1}/claims")).json(
+            json!({"protocol": 2, "worker_id": "w", "task_types": ["firmwareUpgrade"], "max": 10}),
+        ))
         .await;
     assert_eq!(claimed.body["sub_tasks"].as_array().unwrap().len(), 2);
     let show = app.call(Call::new("GET", &task_path(&id))).await;

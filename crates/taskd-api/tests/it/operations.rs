@@ -23,7 +23,7 @@ async fn create(app: &TestApp, body: Value) -> Value {
 async fn claim(app: &TestApp, kind: &str) -> Vec<Value> {
     let r = app
         .call(Call::new("POST", &format!("/taskd/v1/{P1}/claims")).json(
-            json!({"worker_id": "w-1", "task_types": [kind], "max": 10, "lease_seconds": 60}),
+            json!({"protocol": 2, "worker_id": "w-1", "task_types": [kind], "max": 10, "lease_seconds": 60}),
         ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

@@ -21,10 +21,19 @@ fn task_path(id: &str) -> String {
     format!("/v5/iot/{P1}/batchtasks/{id}")
 }
 
-async fn claim(app: &TestApp, body: Value) -> Vec<Value> {
+/// The whole answer to a claim (worker protocol 2).
+async fn claim_answer(app: &TestApp, mut body: Value) -> Value {
+    body["protocol"] = json!(2);
     let r = app.call(Call::new("POST", &claims()).json(body)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.body["sub_tasks"].as_array().unwrap().clone()
+    r.body
+}
+
+async fn claim(app: &TestApp, body: Value) -> Vec<Value> {
+    claim_answer(app, body).await["sub_tasks"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 async fn claim_fw(app: &TestApp, max: u32) -> Vec<Value> {
@@ -80,7 +89,12 @@ async fn a_worker_runs_a_batch_task_with_retries_to_its_end() {
     assert_eq!(r.status, StatusCode::CREATED);
     let task_id = r.body["task_id"].as_str().unwrap().to_string();
 
-    let claimed = claim_fw(&app, 10).await;
+    let answer = claim_answer(
+        &app,
+        json!({"worker_id": "w-1", "task_types": ["firmwareUpgrade"], "max": 10, "lease_seconds": 60}),
+    )
+    .await;
+    let claimed = answer["sub_tasks"].as_array().unwrap().clone();
     assert_eq!(claimed.len(), 2);
     let c1 = &claimed[0];
     assert_eq!(c1["target"], "d1");
@@ -90,9 +104,11 @@ async fn a_worker_runs_a_batch_task_with_retries_to_its_end() {
     assert_eq!(c1["project_id"], P1);
     assert_eq!(c1["instance_id"], "");
     assert_eq!(
-        c1["document"],
-        json!({"package_ids": ["32822e5744a45ede319d2c50"]})
+        answer["tasks"][&task_id]["document"],
+        json!({"package_ids": ["32822e5744a45ede319d2c50"]}),
+        "the document, once per task"
     );
+    assert_eq!(c1.get("document"), None);
     assert_eq!(c1["input"], Value::Null);
     assert_eq!(c1["lease_expires_at"], "2026-01-01T00:01:00.000Z");
     let shown = show(&app, &task_id).await;
@@ -259,7 +275,7 @@ async fn a_worker_sees_only_its_own_project() {
                 project_header: P2,
                 ..Call::new("POST", &format!("/taskd/v1/{P2}/claims"))
             }
-            .json(json!({"worker_id": "w", "task_types": ["firmwareUpgrade"], "max": 10})),
+            .json(json!({"protocol": 2, "worker_id": "w", "task_types": ["firmwareUpgrade"], "max": 10})),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -268,7 +284,7 @@ async fn a_worker_sees_only_its_own_project() {
     let r = app
         .call(
             Call::new("POST", &format!("/taskd/v1/{P2}/claims"))
-                .json(json!({"worker_id": "w", "task_types": ["x"]})),
+                .json(json!({"protocol": 2, "worker_id": "w", "task_types": ["x"]})),
         )
         .await;
     assert_eq!(
@@ -317,7 +333,8 @@ async fn a_worker_sees_only_its_own_project() {
 async fn bad_requests_are_refused_with_their_code() {
     let app = TestApp::new().await;
     app.create_task("t", &["d1"], false).await;
-    let claim_base = || json!({"worker_id": "w-1", "task_types": ["firmwareUpgrade"]});
+    let claim_base =
+        || json!({"protocol": 2, "worker_id": "w-1", "task_types": ["firmwareUpgrade"]});
     let with = |k: &str, v: Value| {
         let mut b = claim_base();
         b[k] = v;

@@ -104,10 +104,13 @@ impl Client {
         })
     }
 
-    /// Long-polls for up to `request.wait_seconds`.
+    /// Long-polls for up to `request.wait_seconds`. Each entry gets its task's document
+    /// back (from the answer's `tasks`), so a command sees what it saw in version 1.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, CallError> {
         #[derive(serde::Deserialize)]
         struct Raw {
+            #[serde(default)]
+            tasks: serde_json::Map<String, Value>,
             sub_tasks: Vec<Value>,
         }
         let timeout = Duration::from_secs(request.wait_seconds.into()) + CLAIM_GRACE;
@@ -115,7 +118,19 @@ impl Client {
             .post(&protocol::claims_path(&self.project_id), request, timeout)
             .await?;
         let mut claimed = Vec::with_capacity(raw.sub_tasks.len());
-        for entry in raw.sub_tasks {
+        for mut entry in raw.sub_tasks {
+            if let Some(fields) = entry.as_object_mut()
+                && !fields.contains_key("document")
+            {
+                let document = fields
+                    .get("task_id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| raw.tasks.get(id))
+                    .and_then(|task| task.get("document"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                fields.insert("document".to_owned(), document);
+            }
             match serde_json::from_value::<ClaimedSubTask>(entry.clone()) {
                 Ok(sub_task) => claimed.push(Claimed {
                     sub_task,

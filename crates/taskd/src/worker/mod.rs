@@ -239,6 +239,7 @@ impl Worker {
                 continue;
             }
             let request = ClaimRequest {
+                protocol: protocol::PROTOCOL,
                 worker_id: self.worker_id.clone(),
                 task_types: self.task_types.clone(),
                 max: free as u32,

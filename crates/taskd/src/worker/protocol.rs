@@ -3,8 +3,14 @@
 //! deserialize the same types. Only shapes, defaults and limits live here: no HTTP, no
 //! validation beyond what serde does.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The protocol version a claim names. Version 2 hands a task's document out once per
+/// claim (`ClaimResponse::tasks`) instead of in every claim entry (version 1).
+pub const PROTOCOL: u32 = 2;
 
 /// `worker_id`: at most this many characters of [`is_worker_id_char`].
 pub const MAX_WORKER_ID_CHARS: usize = 128;
@@ -73,6 +79,10 @@ fn encode_segment(segment: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRequest {
+    /// [`PROTOCOL`]; a server refuses a claim that does not name the version it speaks
+    /// (a claim naming none is version 1).
+    #[serde(default = "version_1")]
+    pub protocol: u32,
     pub worker_id: String,
     pub task_types: Vec<String>,
     #[serde(default = "default_max")]
@@ -81,6 +91,10 @@ pub struct ClaimRequest {
     pub lease_seconds: u32,
     #[serde(default)]
     pub wait_seconds: u32,
+}
+
+fn version_1() -> u32 {
+    1
 }
 
 fn default_max() -> u32 {
@@ -93,11 +107,22 @@ fn default_lease_seconds() -> u32 {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimResponse {
+    /// The tasks of the claimed sub-tasks, by task id: what they share is sent once.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, ClaimedTask>,
+    /// Version 2 entries carry no `document`: it is their task's, in `tasks`.
     pub sub_tasks: Vec<ClaimedSubTask>,
 }
 
-/// One sub-task leased to the worker. The worker hands it to its command as JSON on
-/// stdin exactly as received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedTask {
+    /// The task's document as the user gave it.
+    #[serde(default)]
+    pub document: Option<Value>,
+}
+
+/// One sub-task leased to the worker, with its task's `document` put back in (a
+/// version-1 entry). The worker hands it to its command as JSON on stdin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimedSubTask {
     pub sub_task_id: String,
@@ -260,9 +285,30 @@ mod tests {
         let claim: ClaimRequest =
             serde_json::from_value(json!({"worker_id": "w", "task_types": ["t"]})).unwrap();
         assert_eq!(
-            (claim.max, claim.lease_seconds, claim.wait_seconds),
-            (1, 60, 0)
+            (
+                claim.protocol,
+                claim.max,
+                claim.lease_seconds,
+                claim.wait_seconds
+            ),
+            (1, 1, 60, 0)
         );
+        // Version 2: the document once per task, not in the entries.
+        let answer: ClaimResponse = serde_json::from_value(json!({
+            "tasks": {"0194f3c2a1b2000000000001": {"document": {"package_ids": ["p"]}}},
+            "sub_tasks": [{
+                "sub_task_id": "0194f3c2a1b2000000000002", "attempt": 1,
+                "task_id": "0194f3c2a1b2000000000001", "task_type": "firmwareUpgrade",
+                "task_name": "fw", "project_id": "a1b2c3", "target": "dev-001",
+                "lease_expires_at": "2026-11-23T10:00:00.000Z"
+            }]
+        }))
+        .unwrap();
+        assert_eq!(
+            answer.tasks["0194f3c2a1b2000000000001"].document,
+            Some(json!({"package_ids": ["p"]}))
+        );
+        assert_eq!(answer.sub_tasks[0].document, None);
         let hb: HeartbeatRequest = serde_json::from_value(json!({"attempt": 3})).unwrap();
         assert_eq!((hb.lease_seconds, hb.progress), (60, None));
         assert_eq!(

@@ -189,7 +189,8 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
 }
 
 /// A long poll: hands out up to `max` ready sub-tasks, waiting up to `wait_seconds`
-/// for one to become ready.
+/// for one to become ready. Answers as protocol 2: each task's document once, in
+/// `tasks`, not in the entries.
 async fn claim(fake: &Fake, body: Value) -> Response {
     let max = body["max"].as_u64().unwrap_or(1) as usize;
     let wait = Duration::from_secs(body["wait_seconds"].as_u64().unwrap_or(0));
@@ -221,13 +222,27 @@ async fn claim(fake: &Fake, body: Value) -> Response {
                         .map(|t| t["sub_task_id"].as_str().unwrap().to_string()),
                 )
             });
-            return axum::Json(json!({"sub_tasks": taken})).into_response();
+            let mut tasks = serde_json::Map::new();
+            let entries: Vec<Value> = taken
+                .into_iter()
+                .map(|mut entry| {
+                    let document = entry
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("document")
+                        .unwrap_or(Value::Null);
+                    let task_id = entry["task_id"].as_str().unwrap().to_owned();
+                    tasks.insert(task_id, json!({ "document": document }));
+                    entry
+                })
+                .collect();
+            return axum::Json(json!({"tasks": tasks, "sub_tasks": entries})).into_response();
         }
         if tokio::time::timeout_at(deadline, changed.changed())
             .await
             .is_err()
         {
-            return axum::Json(json!({"sub_tasks": []})).into_response();
+            return axum::Json(json!({"tasks": {}, "sub_tasks": []})).into_response();
         }
     }
 }
@@ -538,6 +553,7 @@ esac"#;
 
     let claims = fake.read(|s| s.claims.clone());
     for claim in &claims {
+        assert_eq!(claim["protocol"], 2);
         assert_eq!(claim["worker_id"], "test-host/pid-1");
         assert_eq!(claim["task_types"], json!(["otherType", TASK_TYPE]));
         assert_eq!(claim["lease_seconds"], 60);
