@@ -34,6 +34,8 @@ mod bench_seed;
 mod control;
 mod credentials;
 mod devices;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod files;
 mod legacy;
 mod operations;
@@ -77,6 +79,10 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only use; in memory this is the writer pool itself (one database).
     reader: SqlitePool,
+    /// The writer's `max_page_count` (0: SQLite's own), set again on every writer
+    /// connection the pool opens, as a full disk stays full across reconnects.
+    #[cfg(feature = "fault-injection")]
+    page_limit: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl SqliteStore {
@@ -92,24 +98,33 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
 
-        let writer = pool_options(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
+        #[cfg(feature = "fault-injection")]
+        let page_limit = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let writer = pool_options(1).after_release(|conn, _| Box::pin(leave_clean(conn)));
+        #[cfg(feature = "fault-injection")]
+        let writer = fault::apply_page_limit(writer, page_limit.clone());
+        let writer = writer.connect_with(options.clone()).await.map_err(db)?;
         MIGRATOR
             .run(&writer)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let reader = pool_options(READER_CONNECTIONS)
+            .after_release(|conn, _| Box::pin(leave_clean(conn)))
             .connect_with(options)
             .await
             .map_err(db)?;
         tracing::debug!(dir = %data_dir.display(), "opened sqlite store");
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            #[cfg(feature = "fault-injection")]
+            page_limit,
+        })
     }
 
     /// A private in-memory database, for tests of other layers. It lives as long as the
-    /// store (one connection, shared by reads and writes).
+    /// store (one connection, shared by reads and writes), so unlike a file store it
+    /// cannot replace a connection a failed transaction left unusable (`leave_clean`).
     pub async fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(db)?
@@ -129,6 +144,8 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: pool.clone(),
             reader: pool,
+            #[cfg(feature = "fault-injection")]
+            page_limit: Default::default(),
         })
     }
 
@@ -153,6 +170,27 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
         .max_connections(max_connections)
         // A local file can't drop a connection; skip the ping before every use.
         .test_before_acquire(false)
+}
+
+/// Whether a connection coming back to its pool may be used again: not when it is still
+/// inside a transaction. When a statement or the `COMMIT` fails with `SQLITE_FULL` (or an
+/// I/O error), SQLite may already have rolled the transaction back; the `ROLLBACK` sqlx
+/// then queues fails, and its count of open transactions stays at one, so every later
+/// `BEGIN IMMEDIATE` on the connection would be refused ("begin_with at non-zero
+/// transaction depth") until a restart. Such a connection is closed instead, and the pool
+/// opens a fresh one for the next write.
+async fn leave_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction queued its ROLLBACK; this round trip waits for it to run.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("a failed transaction could not be rolled back; reopening the connection");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Maps a sqlx error: unique-key violations are conflicts, everything else is the backend's.
