@@ -5,6 +5,8 @@
 //!   handler sees a request, and hands handlers a [`auth::Principal`].
 //! * [`iotda`] serves the IoTDA batch-task family under `/v5/iot/{project_id}/`.
 //! * [`iam`] answers the SDK's project discovery (`GET /v3/projects`).
+//! * [`health`] answers `/livez` (the process) and `/readyz` = `/healthz` (the store
+//!   can write), unauthenticated.
 //! * [`iotdm`], [`rabbitmq`], [`swr`] serve instance operations (IoTDA instance tasks,
 //!   DMS RabbitMQ background tasks, SWR instance jobs): thin views of the one model.
 //! * [`legacy`] serves the legacy IoT northbound API (`/iocm/app/sec/v1.1.0/`,
@@ -16,6 +18,7 @@
 //! errors into its envelope in exactly one place (its `error` module).
 
 pub mod auth;
+pub mod health;
 pub mod iam;
 pub mod iotda;
 pub mod iotdm;
@@ -31,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -72,6 +75,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ApiConfig>,
+    readiness: Arc<health::Readiness>,
 }
 
 impl AppState {
@@ -96,6 +100,7 @@ impl AppState {
             store,
             clock,
             config: Arc::new(config),
+            readiness: Arc::default(),
         }
     }
 }
@@ -105,7 +110,9 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/healthz", get(health::readyz))
         .merge(iotda::router(state.clone()))
         .merge(iam::router(state.clone()))
         .merge(native::router(state.clone()))
@@ -132,16 +139,6 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: store unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
-        }
-    }
 }
 
 /// Unknown paths answer as Huawei's API gateway does for an unpublished API.

@@ -355,6 +355,20 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
+        // One statement, one transaction of its own, on a connection of the pool every
+        // write uses; the database's disk is not ours to measure.
+        let done = sqlx::query("UPDATE health SET checked_at = $1 WHERE id = 1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt("the health row is missing".into()));
+        }
+        Ok(())
+    }
+
     async fn project_ensure(&self, project_id: &str, now: Timestamp) -> StoreResult<()> {
         credentials::project_ensure(self, project_id, now).await
     }

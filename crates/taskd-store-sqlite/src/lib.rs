@@ -37,6 +37,7 @@ mod devices;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod files;
+mod health;
 mod legacy;
 mod operations;
 mod run;
@@ -79,6 +80,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only use; in memory this is the writer pool itself (one database).
     reader: SqlitePool,
+    /// Where the file lives (`None` in memory), for the free space readiness wants.
+    data_dir: Option<std::sync::Arc<Path>>,
     /// The writer's `max_page_count` (0: SQLite's own), set again on every writer
     /// connection the pool opens, as a full disk stays full across reconnects.
     #[cfg(feature = "fault-injection")]
@@ -117,6 +120,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader,
+            data_dir: Some(data_dir.into()),
             #[cfg(feature = "fault-injection")]
             page_limit,
         })
@@ -144,6 +148,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: pool.clone(),
             reader: pool,
+            data_dir: None,
             #[cfg(feature = "fault-injection")]
             page_limit: Default::default(),
         })
@@ -225,6 +230,10 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
+        health::check_writable(self, now).await
     }
 
     async fn project_ensure(&self, project_id: &str, now: Timestamp) -> StoreResult<()> {

@@ -65,6 +65,7 @@ macro_rules! store_conformance_tests {
             credential_round_trip,
             credential_other_project_conflicts,
             project_ensure_is_idempotent,
+            check_writable_round_trip,
             task_insert_round_trip,
             task_insert_initial_state,
             task_ids_are_monotonic,

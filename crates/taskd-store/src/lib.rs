@@ -331,10 +331,23 @@ pub struct MaintenanceReport {
     pub more: bool,
 }
 
+/// Room a store that manages its own files ([`Store::check_writable`] of the embedded
+/// store) wants left on its file system, and below its page limit, to call itself
+/// writable: enough for the usual writes, small enough to be the last MiB of a disk.
+pub const MIN_WRITE_ROOM_BYTES: u64 = 1024 * 1024;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Checks the database answers (readiness probe).
+    /// Checks the database answers (a read: it may still refuse every write).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Readiness: whether the store can take a write now, found out by making one (a
+    /// one-row update of its own `health` table, stamped `now`). An error says why not: a
+    /// full disk, a read-only or unreachable database, a writer that is stuck. The
+    /// embedded store also refuses when it has less than [`MIN_WRITE_ROOM_BYTES`] of room
+    /// left to grow, as most writes need new space and a full disk may still take one
+    /// small update.
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()>;
 
     // ---- projects and credentials -------------------------------------------------
 

@@ -7,6 +7,7 @@ mod auth;
 mod batch_tasks;
 mod devices;
 mod files;
+mod health;
 mod legacy;
 mod operations;
 mod worker;
