@@ -77,12 +77,19 @@ impl IntoResponse for NativeError {
 
 impl From<StoreError> for NativeError {
     fn from(e: StoreError) -> Self {
-        NativeError::Internal(e.to_string())
+        match e {
+            // Input validation missed a NUL; the store refused it and wrote nothing.
+            StoreError::InvalidText(_) => NativeError::InvalidInput(e.to_string()),
+            e => NativeError::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<EngineError> for NativeError {
     fn from(e: EngineError) -> Self {
-        NativeError::Internal(e.to_string())
+        match e {
+            EngineError::Store(e) => e.into(),
+            e => NativeError::Internal(e.to_string()),
+        }
     }
 }
