@@ -5,6 +5,8 @@
 //!   handler sees a request, and hands handlers a [`auth::Principal`].
 //! * [`iotda`] serves the IoTDA batch-task family under `/v5/iot/{project_id}/`.
 //! * [`iam`] answers the SDK's project discovery (`GET /v3/projects`).
+//! * [`health`] answers `/livez` (the process) and `/readyz` = `/healthz` (the store
+//!   can write), unauthenticated.
 //! * [`iotdm`], [`rabbitmq`], [`swr`] serve instance operations (IoTDA instance tasks,
 //!   DMS RabbitMQ background tasks, SWR instance jobs): thin views of the one model.
 //! * [`legacy`] serves the legacy IoT northbound API (`/iocm/app/sec/v1.1.0/`,
@@ -17,6 +19,7 @@
 //! outside its handlers ([`refusal`]: routing, the request timeout, extractors) included.
 
 pub mod auth;
+pub mod health;
 pub mod iam;
 pub mod iotda;
 pub mod iotdm;
@@ -33,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -74,6 +77,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ApiConfig>,
+    readiness: Arc<health::Readiness>,
 }
 
 impl AppState {
@@ -98,6 +102,7 @@ impl AppState {
             store,
             clock,
             config: Arc::new(config),
+            readiness: Arc::default(),
         }
     }
 }
@@ -107,7 +112,9 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let timeout = state.config.request_timeout;
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/healthz", get(health::readyz))
         .merge(iotda::router(state.clone()))
         .merge(iam::router(state.clone()))
         .merge(native::router(state.clone()))
@@ -134,12 +141,3 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: store unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
-        }
-    }
-}

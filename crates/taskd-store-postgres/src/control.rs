@@ -205,9 +205,16 @@ async fn find(
     task_id: Id,
     targets: &[String],
 ) -> StoreResult<HashMap<String, (i64, SubTaskState)>> {
+    // A target with a NUL is in no task, and PostgreSQL would refuse it as a parameter
+    // (`taskd_store::text`).
+    let targets: Vec<&str> = targets
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !taskd_store::text::has_nul(t))
+        .collect();
     let rows: Vec<(String, i64, String)> = sqlx::query_as(FIND_SQL)
         .bind(task_id.0)
-        .bind(targets)
+        .bind(&targets)
         .fetch_all(conn)
         .await
         .map_err(db)?;

@@ -2,8 +2,8 @@
 //! PostgreSQL database through sqlx. Several taskd nodes may serve from one database.
 //!
 //! Layout of the crate (the same as `taskd-store-sqlite`, whose semantics it mirrors):
-//! * `lib.rs`: connecting, the pool, error mapping and the `Store` impl, which only
-//!   dispatches;
+//! * `lib.rs`: connecting, the pool, error mapping and the `Store` impl, which applies
+//!   the rule on text (`taskd_store::text`) and dispatches;
 //! * `rows` (the `taskd-store-sql` crate, shared with the other SQL backend): the row
 //!   types and their mapping back into `taskd_core` types;
 //! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
@@ -70,6 +70,7 @@ use taskd_core::{
     Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, NewTaskFile,
     TaskScope, Timestamp,
 };
+use taskd_store::text::{self, StoredText};
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceAttributes, DeviceListParams, FileInsertOutcome,
     GroupListParams, HeartbeatParams, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams,
@@ -345,6 +346,29 @@ pub(crate) async fn begin_read(
         .map_err(db)
 }
 
+impl PgStore {
+    /// A group membership change whose group or device cannot exist (a NUL in its id):
+    /// the refusal the backend would give, group first.
+    async fn member_finds_nothing(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Option<RegistryRefusal>> {
+        if !text::scope_finds_nothing(scope, [group_id, device_id]) {
+            return Ok(None);
+        }
+        if text::scope_finds_nothing(scope, [group_id])
+            || self.group_get(scope, group_id).await?.is_none()
+        {
+            return Ok(Some(RegistryRefusal::GroupNotFound));
+        }
+        Ok(Some(RegistryRefusal::DeviceNotFound))
+    }
+}
+
+// Every call first applies the one rule on text (`taskd_store::text`): text with a NUL
+// is never written, and a lookup by it finds nothing.
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -355,15 +379,34 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
+        // One statement, one transaction of its own, on a connection of the pool every
+        // write uses; the database's disk is not ours to measure.
+        let done = sqlx::query("UPDATE health SET checked_at = $1 WHERE id = 1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt("the health row is missing".into()));
+        }
+        Ok(())
+    }
+
     async fn project_ensure(&self, project_id: &str, now: Timestamp) -> StoreResult<()> {
+        text::check("project_id", project_id)?;
         credentials::project_ensure(self, project_id, now).await
     }
 
     async fn credential_put(&self, credential: &Credential) -> StoreResult<()> {
+        credential.check_text()?;
         credentials::put(self, credential).await
     }
 
     async fn credential_get(&self, access_key: &str) -> StoreResult<Option<Credential>> {
+        if text::finds_nothing([access_key]) {
+            return Ok(None);
+        }
         credentials::get(self, access_key).await
     }
 
@@ -372,18 +415,35 @@ impl Store for PgStore {
     }
 
     async fn credential_revoke(&self, access_key: &str, now: Timestamp) -> StoreResult<bool> {
+        if text::finds_nothing([access_key]) {
+            return Ok(false);
+        }
         credentials::revoke(self, access_key, now).await
     }
 
     async fn task_insert(&self, params: TaskInsertParams) -> StoreResult<taskd_core::Task> {
+        params.check_text()?;
         tasks::insert(self, params).await
     }
 
     async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<taskd_core::Task>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(None);
+        }
         tasks::get(self, scope, id).await
     }
 
     async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<taskd_core::Task>> {
+        let f = &params.filter;
+        if text::scope_finds_nothing(
+            &params.scope,
+            [&f.app_id, &f.kind]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        ) {
+            return Ok(Page::empty());
+        }
         tasks::list(self, params).await
     }
 
@@ -391,10 +451,21 @@ impl Store for PgStore {
         &self,
         params: &SubTaskListParams,
     ) -> StoreResult<Option<Page<taskd_core::SubTask>>> {
+        if params.target.as_deref().is_some_and(text::has_nul) {
+            // No sub-task has that target: an empty page, if the task is there.
+            let task = self.task_get(&params.scope, params.task_id).await?;
+            return Ok(task.map(|_| Page::empty()));
+        }
+        if text::scope_finds_nothing(&params.scope, []) {
+            return Ok(None);
+        }
         tasks::sub_task_list(self, params).await
     }
 
     async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(TaskDeleteOutcome::NotFound);
+        }
         tasks::delete(self, scope, id).await
     }
 
@@ -406,6 +477,9 @@ impl Store for PgStore {
         &self,
         params: &taskd_store::OpListParams,
     ) -> StoreResult<Page<taskd_store::OpRecord>> {
+        if text::scope_finds_nothing(&params.scope, []) {
+            return Ok(Page::empty());
+        }
         operations::list(self, params).await
     }
 
@@ -414,6 +488,9 @@ impl Store for PgStore {
         scope: &TaskScope,
         id: Id,
     ) -> StoreResult<Option<taskd_store::OpRecord>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(None);
+        }
         operations::get(self, scope, id).await
     }
 
@@ -422,22 +499,41 @@ impl Store for PgStore {
         service: taskd_core::OpService,
         instance_id: &str,
     ) -> StoreResult<Option<String>> {
+        if text::finds_nothing([instance_id]) {
+            return Ok(None);
+        }
         operations::instance_owner(self, service, instance_id).await
     }
 
     async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
+        if text::scope_finds_nothing(&params.scope, []) {
+            return Ok(TaskControlOutcome::NotFound);
+        }
         control::task_control(self, params).await
     }
 
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
+        params.check_text()?;
+        let mut params = params;
+        params.kinds.retain(|k| !text::has_nul(k));
+        if params.kinds.is_empty() || text::finds_nothing(params.project_id.as_deref()) {
+            return Ok(Vec::new());
+        }
         run::claim(self, params).await
     }
 
     async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>> {
+        if text::finds_nothing(params.project_id.as_deref()) {
+            return Ok(None);
+        }
         run::heartbeat(self, params).await
     }
 
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
+        params.check_text()?;
+        if text::finds_nothing(params.project_id.as_deref()) {
+            return Ok(vec![ReportOutcome::LeaseLost; params.results.len()]);
+        }
         run::report(self, params).await
     }
 
@@ -446,10 +542,14 @@ impl Store for PgStore {
     }
 
     async fn leader_acquire(&self, params: &taskd_store::LeaderParams) -> StoreResult<bool> {
+        params.check_text()?;
         run::leader_acquire(self, params).await
     }
 
     async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()> {
+        if text::finds_nothing([name, holder]) {
+            return Ok(());
+        }
         run::leader_release(self, name, holder).await
     }
 
@@ -467,10 +567,14 @@ impl Store for PgStore {
         max_files: u32,
         now: Timestamp,
     ) -> StoreResult<FileInsertOutcome> {
+        file.check_text()?;
         files::insert(self, file, max_files, now).await
     }
 
     async fn file_list(&self, scope: &TaskScope) -> StoreResult<Vec<taskd_core::TaskFile>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(Vec::new());
+        }
         files::list(self, scope).await
     }
 
@@ -479,10 +583,16 @@ impl Store for PgStore {
         scope: &TaskScope,
         file_id: &str,
     ) -> StoreResult<Option<TaskFileContent>> {
+        if text::scope_finds_nothing(scope, [file_id]) {
+            return Ok(None);
+        }
         files::get(self, scope, file_id).await
     }
 
     async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool> {
+        if text::scope_finds_nothing(scope, [file_id]) {
+            return Ok(false);
+        }
         files::delete(self, scope, file_id).await
     }
 
@@ -491,14 +601,27 @@ impl Store for PgStore {
         device: NewDevice,
         now: Timestamp,
     ) -> StoreResult<Result<Device, RegistryRefusal>> {
+        device.check_text()?;
         devices::insert(self, device, now).await
     }
 
     async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(None);
+        }
         devices::get(self, scope, device_id).await
     }
 
     async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>> {
+        let f = &params.filter;
+        let keys = [&f.product_id, &f.node_id, &f.device_name, &f.app_id]
+            .into_iter()
+            .flatten()
+            .chain(f.gateway.as_ref().map(|g| &g.gateway_id))
+            .map(String::as_str);
+        if text::scope_finds_nothing(&params.scope, keys) {
+            return Ok(Page::empty());
+        }
         devices::list(self, params).await
     }
 
@@ -509,6 +632,10 @@ impl Store for PgStore {
         update: DeviceUpdate,
         now: Timestamp,
     ) -> StoreResult<Result<Device, RegistryRefusal>> {
+        update.check_text()?;
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::update(self, scope, device_id, update, now).await
     }
 
@@ -518,6 +645,9 @@ impl Store for PgStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::delete(self, scope, device_id, now).await
     }
 
@@ -527,6 +657,9 @@ impl Store for PgStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::set_frozen(self, scope, device_id, true, now).await
     }
 
@@ -536,6 +669,9 @@ impl Store for PgStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::set_frozen(self, scope, device_id, false, now).await
     }
 
@@ -544,6 +680,7 @@ impl Store for PgStore {
         group: NewDeviceGroup,
         now: Timestamp,
     ) -> StoreResult<Result<DeviceGroup, RegistryRefusal>> {
+        group.check_text()?;
         devices::group_insert(self, group, now).await
     }
 
@@ -552,10 +689,23 @@ impl Store for PgStore {
         scope: &TaskScope,
         group_id: &str,
     ) -> StoreResult<Option<DeviceGroup>> {
+        if text::scope_finds_nothing(scope, [group_id]) {
+            return Ok(None);
+        }
         devices::group_get(self, scope, group_id).await
     }
 
     async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>> {
+        let f = &params.filter;
+        if text::scope_finds_nothing(
+            &params.scope,
+            [&f.app_id, &f.name]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        ) {
+            return Ok(Page::empty());
+        }
         devices::group_list(self, params).await
     }
 
@@ -564,6 +714,9 @@ impl Store for PgStore {
         scope: &TaskScope,
         group_id: &str,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [group_id]) {
+            return Ok(Err(RegistryRefusal::GroupNotFound));
+        }
         devices::group_delete(self, scope, group_id).await
     }
 
@@ -574,6 +727,12 @@ impl Store for PgStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if let Some(refusal) = self
+            .member_finds_nothing(scope, group_id, device_id)
+            .await?
+        {
+            return Ok(Err(refusal));
+        }
         devices::group_set_member(self, scope, group_id, device_id, true, now).await
     }
 
@@ -584,6 +743,12 @@ impl Store for PgStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if let Some(refusal) = self
+            .member_finds_nothing(scope, group_id, device_id)
+            .await?
+        {
+            return Ok(Err(refusal));
+        }
         devices::group_set_member(self, scope, group_id, device_id, false, now).await
     }
 
@@ -592,14 +757,28 @@ impl Store for PgStore {
         scope: &TaskScope,
         group_ids: &[String],
     ) -> StoreResult<Result<Vec<String>, String>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(group_ids.first().cloned().map_or(Ok(Vec::new()), Err));
+        }
+        // The groups before the first that cannot exist decide; else that one is missing.
+        if let Some(at) = group_ids.iter().position(|g| text::has_nul(g)) {
+            return match devices::group_members(self, scope, &group_ids[..at]).await? {
+                Err(missing) => Ok(Err(missing)),
+                Ok(_) => Ok(Err(group_ids[at].clone())),
+            };
+        }
         devices::group_members(self, scope, group_ids).await
     }
 
     async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {
+        app.check_text()?;
         legacy::app_put(self, app).await
     }
 
     async fn legacy_app_get(&self, app_id: &str) -> StoreResult<Option<LegacyApp>> {
+        if text::finds_nothing([app_id]) {
+            return Ok(None);
+        }
         legacy::app_get(self, app_id).await
     }
 
@@ -608,18 +787,26 @@ impl Store for PgStore {
     }
 
     async fn legacy_app_revoke(&self, app_id: &str, now: Timestamp) -> StoreResult<bool> {
+        if text::finds_nothing([app_id]) {
+            return Ok(false);
+        }
         legacy::app_revoke(self, app_id, now).await
     }
 
     async fn legacy_tokens_put(&self, tokens: &LegacyTokens) -> StoreResult<bool> {
+        tokens.check_text()?;
         legacy::tokens_put(self, tokens).await
     }
 
     async fn legacy_tokens_get(&self, app_id: &str) -> StoreResult<Option<LegacyTokens>> {
+        if text::finds_nothing([app_id]) {
+            return Ok(None);
+        }
         legacy::tokens_get(self, app_id).await
     }
 
     async fn legacy_rate_hit(&self, app_id: &str, window_start: Timestamp) -> StoreResult<i64> {
+        text::check("appId", app_id)?;
         legacy::rate_hit(self, app_id, window_start).await
     }
 
@@ -629,6 +816,10 @@ impl Store for PgStore {
         device_id: &str,
         attributes: &DeviceAttributes,
     ) -> StoreResult<bool> {
+        attributes.check_text()?;
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(false);
+        }
         legacy::attributes_put(self, scope, device_id, attributes).await
     }
 
@@ -637,6 +828,17 @@ impl Store for PgStore {
         scope: &TaskScope,
         device_ids: &[String],
     ) -> StoreResult<Vec<(String, DeviceAttributes)>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(Vec::new());
+        }
+        if device_ids.iter().any(|d| text::has_nul(d)) {
+            let ids: Vec<String> = device_ids
+                .iter()
+                .filter(|d| !text::has_nul(d))
+                .cloned()
+                .collect();
+            return legacy::attributes_get(self, scope, &ids).await;
+        }
         legacy::attributes_get(self, scope, device_ids).await
     }
 
@@ -645,10 +847,15 @@ impl Store for PgStore {
         params: TaskInsertParams,
         operation: LegacyOperation,
     ) -> StoreResult<taskd_core::Task> {
+        params.check_text()?;
+        operation.check_text()?;
         tasks::insert_with(self, params, Some(&operation)).await
     }
 
     async fn legacy_task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<LegacyTask>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(None);
+        }
         legacy::task_get(self, scope, id).await
     }
 
@@ -656,6 +863,19 @@ impl Store for PgStore {
         &self,
         params: &LegacyTaskListParams,
     ) -> StoreResult<Page<LegacyTask>> {
+        let keys = [
+            &params.operate_type,
+            &params.device_type,
+            &params.model,
+            &params.manufacturer_name,
+            &params.device_id,
+        ];
+        if text::scope_finds_nothing(
+            &params.scope,
+            keys.into_iter().flatten().map(String::as_str),
+        ) {
+            return Ok(Page::empty());
+        }
         legacy::task_list(self, params).await
     }
 

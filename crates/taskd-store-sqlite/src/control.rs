@@ -201,7 +201,8 @@ async fn find(
 ) -> StoreResult<HashMap<String, (i64, SubTaskState)>> {
     let mut found = HashMap::with_capacity(targets.len());
     for target in targets {
-        if found.contains_key(target) {
+        // A target with a NUL is in no task (`taskd_store::text`).
+        if found.contains_key(target) || taskd_store::text::has_nul(target) {
             continue;
         }
         let row: Option<(i64, String)> = sqlx::query_as(FIND_SQL)

@@ -2,8 +2,9 @@
 //! one SQLite file (`<data_dir>/taskd.sqlite3`) through sqlx.
 //!
 //! Layout of the crate:
-//! * `lib.rs`: opening, closing, the two connection pools and the `Store` impl, which only
-//!   dispatches;
+//! * `lib.rs`: opening, closing, the two connection pools and the `Store` impl, which
+//!   applies the rule on text (`taskd_store::text`) and dispatches;
+//! * `health`: readiness (`Store::check_writable`);
 //! * `rows` (the `taskd-store-sql` crate, shared with the other SQL backend): the row
 //!   types and their mapping back into `taskd_core` types;
 //! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
@@ -34,7 +35,10 @@ mod bench_seed;
 mod control;
 mod credentials;
 mod devices;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod files;
+mod health;
 mod legacy;
 mod operations;
 mod run;
@@ -54,6 +58,7 @@ use taskd_core::{
     Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, NewTaskFile,
     TaskScope, Timestamp,
 };
+use taskd_store::text::{self, StoredText};
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceAttributes, DeviceListParams, FileInsertOutcome,
     GroupListParams, HeartbeatParams, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams,
@@ -77,6 +82,12 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only use; in memory this is the writer pool itself (one database).
     reader: SqlitePool,
+    /// Where the file lives (`None` in memory), for the free space readiness wants.
+    data_dir: Option<std::sync::Arc<Path>>,
+    /// The writer's `max_page_count` (0: SQLite's own), set again on every writer
+    /// connection the pool opens, as a full disk stays full across reconnects.
+    #[cfg(feature = "fault-injection")]
+    page_limit: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl SqliteStore {
@@ -92,24 +103,34 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
 
-        let writer = pool_options(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
+        #[cfg(feature = "fault-injection")]
+        let page_limit = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let writer = pool_options(1).after_release(|conn, _| Box::pin(leave_clean(conn)));
+        #[cfg(feature = "fault-injection")]
+        let writer = fault::apply_page_limit(writer, page_limit.clone());
+        let writer = writer.connect_with(options.clone()).await.map_err(db)?;
         MIGRATOR
             .run(&writer)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let reader = pool_options(READER_CONNECTIONS)
+            .after_release(|conn, _| Box::pin(leave_clean(conn)))
             .connect_with(options)
             .await
             .map_err(db)?;
         tracing::debug!(dir = %data_dir.display(), "opened sqlite store");
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            data_dir: Some(data_dir.into()),
+            #[cfg(feature = "fault-injection")]
+            page_limit,
+        })
     }
 
     /// A private in-memory database, for tests of other layers. It lives as long as the
-    /// store (one connection, shared by reads and writes).
+    /// store (one connection, shared by reads and writes), so unlike a file store it
+    /// cannot replace a connection a failed transaction left unusable (`leave_clean`).
     pub async fn open_in_memory() -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(db)?
@@ -129,6 +150,9 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: pool.clone(),
             reader: pool,
+            data_dir: None,
+            #[cfg(feature = "fault-injection")]
+            page_limit: Default::default(),
         })
     }
 
@@ -155,6 +179,27 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
         .test_before_acquire(false)
 }
 
+/// Whether a connection coming back to its pool may be used again: not when it is still
+/// inside a transaction. When a statement or the `COMMIT` fails with `SQLITE_FULL` (or an
+/// I/O error), SQLite may already have rolled the transaction back; the `ROLLBACK` sqlx
+/// then queues fails, and its count of open transactions stays at one, so every later
+/// `BEGIN IMMEDIATE` on the connection would be refused ("begin_with at non-zero
+/// transaction depth") until a restart. Such a connection is closed instead, and the pool
+/// opens a fresh one for the next write.
+async fn leave_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction queued its ROLLBACK; this round trip waits for it to run.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("a failed transaction could not be rolled back; reopening the connection");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// Maps a sqlx error: unique-key violations are conflicts, everything else is the backend's.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e
@@ -179,6 +224,29 @@ pub(crate) async fn begin_read(
     store.reader.begin().await.map_err(db)
 }
 
+impl SqliteStore {
+    /// A group membership change whose group or device cannot exist (a NUL in its id):
+    /// the refusal the backend would give, group first.
+    async fn member_finds_nothing(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Option<RegistryRefusal>> {
+        if !text::scope_finds_nothing(scope, [group_id, device_id]) {
+            return Ok(None);
+        }
+        if text::scope_finds_nothing(scope, [group_id])
+            || self.group_get(scope, group_id).await?.is_none()
+        {
+            return Ok(Some(RegistryRefusal::GroupNotFound));
+        }
+        Ok(Some(RegistryRefusal::DeviceNotFound))
+    }
+}
+
+// Every call first applies the one rule on text (`taskd_store::text`): text with a NUL
+// is never written, and a lookup by it finds nothing.
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -189,15 +257,24 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
+        health::check_writable(self, now).await
+    }
+
     async fn project_ensure(&self, project_id: &str, now: Timestamp) -> StoreResult<()> {
+        text::check("project_id", project_id)?;
         credentials::project_ensure(self, project_id, now).await
     }
 
     async fn credential_put(&self, credential: &Credential) -> StoreResult<()> {
+        credential.check_text()?;
         credentials::put(self, credential).await
     }
 
     async fn credential_get(&self, access_key: &str) -> StoreResult<Option<Credential>> {
+        if text::finds_nothing([access_key]) {
+            return Ok(None);
+        }
         credentials::get(self, access_key).await
     }
 
@@ -206,18 +283,35 @@ impl Store for SqliteStore {
     }
 
     async fn credential_revoke(&self, access_key: &str, now: Timestamp) -> StoreResult<bool> {
+        if text::finds_nothing([access_key]) {
+            return Ok(false);
+        }
         credentials::revoke(self, access_key, now).await
     }
 
     async fn task_insert(&self, params: TaskInsertParams) -> StoreResult<taskd_core::Task> {
+        params.check_text()?;
         tasks::insert(self, params).await
     }
 
     async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<taskd_core::Task>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(None);
+        }
         tasks::get(self, scope, id).await
     }
 
     async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<taskd_core::Task>> {
+        let f = &params.filter;
+        if text::scope_finds_nothing(
+            &params.scope,
+            [&f.app_id, &f.kind]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        ) {
+            return Ok(Page::empty());
+        }
         tasks::list(self, params).await
     }
 
@@ -225,10 +319,21 @@ impl Store for SqliteStore {
         &self,
         params: &SubTaskListParams,
     ) -> StoreResult<Option<Page<taskd_core::SubTask>>> {
+        if params.target.as_deref().is_some_and(text::has_nul) {
+            // No sub-task has that target: an empty page, if the task is there.
+            let task = self.task_get(&params.scope, params.task_id).await?;
+            return Ok(task.map(|_| Page::empty()));
+        }
+        if text::scope_finds_nothing(&params.scope, []) {
+            return Ok(None);
+        }
         tasks::sub_task_list(self, params).await
     }
 
     async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(TaskDeleteOutcome::NotFound);
+        }
         tasks::delete(self, scope, id).await
     }
 
@@ -240,6 +345,9 @@ impl Store for SqliteStore {
         &self,
         params: &taskd_store::OpListParams,
     ) -> StoreResult<Page<taskd_store::OpRecord>> {
+        if text::scope_finds_nothing(&params.scope, []) {
+            return Ok(Page::empty());
+        }
         operations::list(self, params).await
     }
 
@@ -248,6 +356,9 @@ impl Store for SqliteStore {
         scope: &TaskScope,
         id: Id,
     ) -> StoreResult<Option<taskd_store::OpRecord>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(None);
+        }
         operations::get(self, scope, id).await
     }
 
@@ -256,22 +367,41 @@ impl Store for SqliteStore {
         service: taskd_core::OpService,
         instance_id: &str,
     ) -> StoreResult<Option<String>> {
+        if text::finds_nothing([instance_id]) {
+            return Ok(None);
+        }
         operations::instance_owner(self, service, instance_id).await
     }
 
     async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
+        if text::scope_finds_nothing(&params.scope, []) {
+            return Ok(TaskControlOutcome::NotFound);
+        }
         control::task_control(self, params).await
     }
 
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
+        params.check_text()?;
+        let mut params = params;
+        params.kinds.retain(|k| !text::has_nul(k));
+        if params.kinds.is_empty() || text::finds_nothing(params.project_id.as_deref()) {
+            return Ok(Vec::new());
+        }
         run::claim(self, params).await
     }
 
     async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>> {
+        if text::finds_nothing(params.project_id.as_deref()) {
+            return Ok(None);
+        }
         run::heartbeat(self, params).await
     }
 
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
+        params.check_text()?;
+        if text::finds_nothing(params.project_id.as_deref()) {
+            return Ok(vec![ReportOutcome::LeaseLost; params.results.len()]);
+        }
         run::report(self, params).await
     }
 
@@ -280,10 +410,14 @@ impl Store for SqliteStore {
     }
 
     async fn leader_acquire(&self, params: &taskd_store::LeaderParams) -> StoreResult<bool> {
+        params.check_text()?;
         run::leader_acquire(self, params).await
     }
 
     async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()> {
+        if text::finds_nothing([name, holder]) {
+            return Ok(());
+        }
         run::leader_release(self, name, holder).await
     }
 
@@ -297,10 +431,14 @@ impl Store for SqliteStore {
         max_files: u32,
         now: Timestamp,
     ) -> StoreResult<FileInsertOutcome> {
+        file.check_text()?;
         files::insert(self, file, max_files, now).await
     }
 
     async fn file_list(&self, scope: &TaskScope) -> StoreResult<Vec<taskd_core::TaskFile>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(Vec::new());
+        }
         files::list(self, scope).await
     }
 
@@ -309,10 +447,16 @@ impl Store for SqliteStore {
         scope: &TaskScope,
         file_id: &str,
     ) -> StoreResult<Option<TaskFileContent>> {
+        if text::scope_finds_nothing(scope, [file_id]) {
+            return Ok(None);
+        }
         files::get(self, scope, file_id).await
     }
 
     async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool> {
+        if text::scope_finds_nothing(scope, [file_id]) {
+            return Ok(false);
+        }
         files::delete(self, scope, file_id).await
     }
 
@@ -321,14 +465,27 @@ impl Store for SqliteStore {
         device: NewDevice,
         now: Timestamp,
     ) -> StoreResult<Result<Device, RegistryRefusal>> {
+        device.check_text()?;
         devices::insert(self, device, now).await
     }
 
     async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(None);
+        }
         devices::get(self, scope, device_id).await
     }
 
     async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>> {
+        let f = &params.filter;
+        let keys = [&f.product_id, &f.node_id, &f.device_name, &f.app_id]
+            .into_iter()
+            .flatten()
+            .chain(f.gateway.as_ref().map(|g| &g.gateway_id))
+            .map(String::as_str);
+        if text::scope_finds_nothing(&params.scope, keys) {
+            return Ok(Page::empty());
+        }
         devices::list(self, params).await
     }
 
@@ -339,6 +496,10 @@ impl Store for SqliteStore {
         update: DeviceUpdate,
         now: Timestamp,
     ) -> StoreResult<Result<Device, RegistryRefusal>> {
+        update.check_text()?;
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::update(self, scope, device_id, update, now).await
     }
 
@@ -348,6 +509,9 @@ impl Store for SqliteStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::delete(self, scope, device_id, now).await
     }
 
@@ -357,6 +521,9 @@ impl Store for SqliteStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::set_frozen(self, scope, device_id, true, now).await
     }
 
@@ -366,6 +533,9 @@ impl Store for SqliteStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
         devices::set_frozen(self, scope, device_id, false, now).await
     }
 
@@ -374,6 +544,7 @@ impl Store for SqliteStore {
         group: NewDeviceGroup,
         now: Timestamp,
     ) -> StoreResult<Result<DeviceGroup, RegistryRefusal>> {
+        group.check_text()?;
         devices::group_insert(self, group, now).await
     }
 
@@ -382,10 +553,23 @@ impl Store for SqliteStore {
         scope: &TaskScope,
         group_id: &str,
     ) -> StoreResult<Option<DeviceGroup>> {
+        if text::scope_finds_nothing(scope, [group_id]) {
+            return Ok(None);
+        }
         devices::group_get(self, scope, group_id).await
     }
 
     async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>> {
+        let f = &params.filter;
+        if text::scope_finds_nothing(
+            &params.scope,
+            [&f.app_id, &f.name]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        ) {
+            return Ok(Page::empty());
+        }
         devices::group_list(self, params).await
     }
 
@@ -394,6 +578,9 @@ impl Store for SqliteStore {
         scope: &TaskScope,
         group_id: &str,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if text::scope_finds_nothing(scope, [group_id]) {
+            return Ok(Err(RegistryRefusal::GroupNotFound));
+        }
         devices::group_delete(self, scope, group_id).await
     }
 
@@ -404,6 +591,12 @@ impl Store for SqliteStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if let Some(refusal) = self
+            .member_finds_nothing(scope, group_id, device_id)
+            .await?
+        {
+            return Ok(Err(refusal));
+        }
         devices::group_set_member(self, scope, group_id, device_id, true, now).await
     }
 
@@ -414,6 +607,12 @@ impl Store for SqliteStore {
         device_id: &str,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>> {
+        if let Some(refusal) = self
+            .member_finds_nothing(scope, group_id, device_id)
+            .await?
+        {
+            return Ok(Err(refusal));
+        }
         devices::group_set_member(self, scope, group_id, device_id, false, now).await
     }
 
@@ -422,14 +621,28 @@ impl Store for SqliteStore {
         scope: &TaskScope,
         group_ids: &[String],
     ) -> StoreResult<Result<Vec<String>, String>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(group_ids.first().cloned().map_or(Ok(Vec::new()), Err));
+        }
+        // The groups before the first that cannot exist decide; else that one is missing.
+        if let Some(at) = group_ids.iter().position(|g| text::has_nul(g)) {
+            return match devices::group_members(self, scope, &group_ids[..at]).await? {
+                Err(missing) => Ok(Err(missing)),
+                Ok(_) => Ok(Err(group_ids[at].clone())),
+            };
+        }
         devices::group_members(self, scope, group_ids).await
     }
 
     async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {
+        app.check_text()?;
         legacy::app_put(self, app).await
     }
 
     async fn legacy_app_get(&self, app_id: &str) -> StoreResult<Option<LegacyApp>> {
+        if text::finds_nothing([app_id]) {
+            return Ok(None);
+        }
         legacy::app_get(self, app_id).await
     }
 
@@ -438,18 +651,26 @@ impl Store for SqliteStore {
     }
 
     async fn legacy_app_revoke(&self, app_id: &str, now: Timestamp) -> StoreResult<bool> {
+        if text::finds_nothing([app_id]) {
+            return Ok(false);
+        }
         legacy::app_revoke(self, app_id, now).await
     }
 
     async fn legacy_tokens_put(&self, tokens: &LegacyTokens) -> StoreResult<bool> {
+        tokens.check_text()?;
         legacy::tokens_put(self, tokens).await
     }
 
     async fn legacy_tokens_get(&self, app_id: &str) -> StoreResult<Option<LegacyTokens>> {
+        if text::finds_nothing([app_id]) {
+            return Ok(None);
+        }
         legacy::tokens_get(self, app_id).await
     }
 
     async fn legacy_rate_hit(&self, app_id: &str, window_start: Timestamp) -> StoreResult<i64> {
+        text::check("appId", app_id)?;
         legacy::rate_hit(self, app_id, window_start).await
     }
 
@@ -459,6 +680,10 @@ impl Store for SqliteStore {
         device_id: &str,
         attributes: &DeviceAttributes,
     ) -> StoreResult<bool> {
+        attributes.check_text()?;
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(false);
+        }
         legacy::attributes_put(self, scope, device_id, attributes).await
     }
 
@@ -467,6 +692,17 @@ impl Store for SqliteStore {
         scope: &TaskScope,
         device_ids: &[String],
     ) -> StoreResult<Vec<(String, DeviceAttributes)>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(Vec::new());
+        }
+        if device_ids.iter().any(|d| text::has_nul(d)) {
+            let ids: Vec<String> = device_ids
+                .iter()
+                .filter(|d| !text::has_nul(d))
+                .cloned()
+                .collect();
+            return legacy::attributes_get(self, scope, &ids).await;
+        }
         legacy::attributes_get(self, scope, device_ids).await
     }
 
@@ -475,10 +711,15 @@ impl Store for SqliteStore {
         params: TaskInsertParams,
         operation: LegacyOperation,
     ) -> StoreResult<taskd_core::Task> {
+        params.check_text()?;
+        operation.check_text()?;
         tasks::insert_with(self, params, Some(&operation)).await
     }
 
     async fn legacy_task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<LegacyTask>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(None);
+        }
         legacy::task_get(self, scope, id).await
     }
 
@@ -486,6 +727,19 @@ impl Store for SqliteStore {
         &self,
         params: &LegacyTaskListParams,
     ) -> StoreResult<Page<LegacyTask>> {
+        let keys = [
+            &params.operate_type,
+            &params.device_type,
+            &params.model,
+            &params.manufacturer_name,
+            &params.device_id,
+        ];
+        if text::scope_finds_nothing(
+            &params.scope,
+            keys.into_iter().flatten().map(String::as_str),
+        ) {
+            return Ok(Page::empty());
+        }
         legacy::task_list(self, params).await
     }
 

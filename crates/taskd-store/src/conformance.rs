@@ -30,6 +30,7 @@ mod operations;
 mod run;
 mod sub_tasks;
 mod tasks;
+mod text;
 
 use std::collections::BTreeSet;
 
@@ -52,6 +53,7 @@ pub use operations::*;
 pub use run::*;
 pub use sub_tasks::*;
 pub use tasks::*;
+pub use text::*;
 
 /// Instantiates every conformance test as a `#[tokio::test]` in the calling module.
 ///
@@ -65,6 +67,7 @@ macro_rules! store_conformance_tests {
             credential_round_trip,
             credential_other_project_conflicts,
             project_ensure_is_idempotent,
+            check_writable_round_trip,
             task_insert_round_trip,
             task_insert_initial_state,
             task_ids_are_monotonic,
@@ -115,6 +118,9 @@ macro_rules! store_conformance_tests {
             ops_window_gates_claims,
             ops_list_filters_and_instance_owner,
             purge_finished_keeps_counts,
+            text_with_nul_is_refused_and_writes_nothing,
+            text_lookups_by_nul_find_nothing,
+            text_control_characters_round_trip,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

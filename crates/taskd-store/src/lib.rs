@@ -14,7 +14,8 @@
 //! * progress counters and per-scope task counts change in the same transaction as the
 //!   rows they count;
 //! * a failed call leaves nothing half-written;
-//! * ids come from one monotonic allocator whose floor is `Id::floor_at(now)`.
+//! * ids come from one monotonic allocator whose floor is `Id::floor_at(now)`;
+//! * text holding a NUL is never written, and finds nothing when looked up by ([`text`]).
 
 use async_trait::async_trait;
 use taskd_core::{
@@ -28,6 +29,7 @@ pub mod conformance;
 
 mod legacy;
 mod registry;
+pub mod text;
 
 pub use legacy::{
     DeviceAttributes, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams, LegacyTokens,
@@ -53,6 +55,10 @@ pub enum StoreError {
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// Text to store holds a NUL character, which no backend keeps ([`text`]); nothing
+    /// was written. Callers validate input first: this names the field that slipped by.
+    #[error("{0} contains a NUL character (U+0000), which cannot be stored")]
+    InvalidText(&'static str),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -63,6 +69,16 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// How many records match the filter in all (not just this page).
     pub count: i64,
+}
+
+impl<T> Page<T> {
+    /// No records at all.
+    pub fn empty() -> Self {
+        Page {
+            items: Vec::new(),
+            count: 0,
+        }
+    }
 }
 
 /// Marker pagination as the Huawei APIs define it: records with id < `marker`, id
@@ -331,10 +347,23 @@ pub struct MaintenanceReport {
     pub more: bool,
 }
 
+/// Room a store that manages its own files ([`Store::check_writable`] of the embedded
+/// store) wants left on its file system, and below its page limit, to call itself
+/// writable: enough for the usual writes, small enough to be the last MiB of a disk.
+pub const MIN_WRITE_ROOM_BYTES: u64 = 1024 * 1024;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Checks the database answers (readiness probe).
+    /// Checks the database answers (a read: it may still refuse every write).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Readiness: whether the store can take a write now, found out by making one (a
+    /// one-row update of its own `health` table, stamped `now`). An error says why not: a
+    /// full disk, a read-only or unreachable database, a writer that is stuck. The
+    /// embedded store also refuses when it has less than [`MIN_WRITE_ROOM_BYTES`] of room
+    /// left to grow, as most writes need new space and a full disk may still take one
+    /// small update.
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()>;
 
     // ---- projects and credentials -------------------------------------------------
 

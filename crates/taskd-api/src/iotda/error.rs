@@ -162,7 +162,11 @@ impl From<axum::extract::rejection::PathRejection> for IotdaError {
 
 impl From<StoreError> for IotdaError {
     fn from(e: StoreError) -> Self {
-        IotdaError::Internal(e.to_string())
+        match e {
+            // Input validation missed a NUL; the store refused it and wrote nothing.
+            StoreError::InvalidText(_) => IotdaError::InvalidInput(e.to_string()),
+            e => IotdaError::Internal(e.to_string()),
+        }
     }
 }
 

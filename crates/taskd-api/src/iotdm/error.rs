@@ -112,12 +112,19 @@ impl From<QueryError> for IotdmError {
 
 impl From<StoreError> for IotdmError {
     fn from(e: StoreError) -> Self {
-        IotdmError::Internal(e.to_string())
+        match e {
+            // Input validation missed a NUL; the store refused it and wrote nothing.
+            StoreError::InvalidText(_) => IotdmError::InvalidInput(e.to_string()),
+            e => IotdmError::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<EngineError> for IotdmError {
     fn from(e: EngineError) -> Self {
-        IotdmError::Internal(e.to_string())
+        match e {
+            EngineError::Store(e) => e.into(),
+            e => IotdmError::Internal(e.to_string()),
+        }
     }
 }

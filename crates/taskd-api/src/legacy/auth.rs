@@ -172,7 +172,8 @@ pub async fn login(
     let (Some(app_id), Some(secret)) = (app_id, secret) else {
         return Err(LegacyError::RequiredParameter);
     };
-    if app_id.len() > 256 || secret.len() > 256 {
+    // No app has such an id (none is longer, none holds a NUL): no need to look.
+    if app_id.len() > 256 || secret.len() > 256 || taskd_store::text::has_nul(&app_id) {
         return Err(LegacyError::WrongSecret);
     }
     let app = check_secret(&state, &app_id, &secret).await?;

@@ -141,13 +141,20 @@ impl From<axum::extract::rejection::PathRejection> for LegacyError {
 
 impl From<StoreError> for LegacyError {
     fn from(e: StoreError) -> Self {
-        LegacyError::Internal(e.to_string())
+        match e {
+            // Input validation missed a NUL; the store refused it and wrote nothing.
+            StoreError::InvalidText(_) => LegacyError::BadRequest(e.to_string()),
+            e => LegacyError::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<EngineError> for LegacyError {
     fn from(e: EngineError) -> Self {
-        LegacyError::Internal(e.to_string())
+        match e {
+            EngineError::Store(e) => e.into(),
+            e => LegacyError::Internal(e.to_string()),
+        }
     }
 }
 

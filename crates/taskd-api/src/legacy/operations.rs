@@ -210,10 +210,10 @@ fn query(raw: Option<String>) -> Result<Query, LegacyError> {
 fn filter_string(q: &Query, name: &str) -> Result<Option<String>, LegacyError> {
     match q.get(name).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(v) if v.chars().count() > validate::MAX_STRING => Err(LegacyError::BadRequest(
-            format!("{name} is longer than {} characters", validate::MAX_STRING),
-        )),
-        Some(v) => Ok(Some(v.to_owned())),
+        Some(v) => {
+            validate::bounded(name, v)?;
+            Ok(Some(v.to_owned()))
+        }
     }
 }
 

@@ -49,10 +49,16 @@ pub struct ValidCreate {
     pub retry: Option<RetryPolicy>,
 }
 
-fn bounded(field: &str, v: &str) -> Result<(), LegacyError> {
+pub(super) fn bounded(field: &str, v: &str) -> Result<(), LegacyError> {
     if v.chars().count() > MAX_STRING {
         return Err(LegacyError::BadRequest(format!(
             "{field} is longer than {MAX_STRING} characters"
+        )));
+    }
+    // No store keeps NUL (`taskd_store::text`).
+    if taskd_store::text::has_nul(v) {
+        return Err(LegacyError::BadRequest(format!(
+            "{field} contains a NUL character"
         )));
     }
     Ok(())

@@ -46,6 +46,10 @@ pub async fn put_attributes(
             Some(v) if v.chars().count() > MAX_LEN => Err(NativeError::InvalidInput(format!(
                 "{name} is longer than {MAX_LEN} characters."
             ))),
+            // No store keeps NUL (`taskd_store::text`).
+            Some(v) if taskd_store::text::has_nul(&v) => Err(NativeError::InvalidInput(format!(
+                "{name} must not contain a NUL character (U+0000)."
+            ))),
             Some(v) if v.is_empty() => Ok(None),
             v => Ok(v),
         }

@@ -98,12 +98,19 @@ impl From<axum::extract::rejection::PathRejection> for NativeError {
 
 impl From<StoreError> for NativeError {
     fn from(e: StoreError) -> Self {
-        NativeError::Internal(e.to_string())
+        match e {
+            // Input validation missed a NUL; the store refused it and wrote nothing.
+            StoreError::InvalidText(_) => NativeError::InvalidInput(e.to_string()),
+            e => NativeError::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<EngineError> for NativeError {
     fn from(e: EngineError) -> Self {
-        NativeError::Internal(e.to_string())
+        match e {
+            EngineError::Store(e) => e.into(),
+            e => NativeError::Internal(e.to_string()),
+        }
     }
 }

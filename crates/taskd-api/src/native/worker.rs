@@ -202,9 +202,11 @@ pub async fn heartbeat(
     }
 }
 
+/// Entries are read one by one: an entry that is not a valid result is refused on its
+/// own, the others are applied.
 #[derive(Deserialize)]
 struct ResultsBody {
-    results: Vec<ResultItem>,
+    results: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -217,9 +219,11 @@ struct ResultItem {
     error_msg: Option<String>,
 }
 
-/// `None` for a well-formed id taskd never issued: that result is lease-lost.
-fn run_result(item: ResultItem) -> Result<Option<RunResult>, NativeError> {
-    let sub_task_id = sub_task_id(&item.sub_task_id)?;
+/// `Ok(None)` for a well-formed id taskd never issued (that result is lease-lost); `Err`
+/// says why the entry is not a result taskd can record.
+fn run_result(entry: Value) -> Result<Option<RunResult>, String> {
+    let item: ResultItem = serde_json::from_value(entry).map_err(|e| e.to_string())?;
+    let sub_task_id = sub_task_id(&item.sub_task_id).map_err(|e| e.to_string())?;
     let outcome = match item.status.as_str() {
         "succeeded" => {
             if item
@@ -227,10 +231,9 @@ fn run_result(item: ResultItem) -> Result<Option<RunResult>, NativeError> {
                 .as_ref()
                 .is_some_and(|o| o.chars().count() > MAX_OUTPUT)
             {
-                return Err(NativeError::InvalidInput(format!(
-                    "output is longer than {MAX_OUTPUT} characters."
-                )));
+                return Err(format!("output is longer than {MAX_OUTPUT} characters."));
             }
+            no_nul("output", item.output.as_deref())?;
             RunOutcome::Succeeded {
                 output: item.output,
             }
@@ -238,25 +241,27 @@ fn run_result(item: ResultItem) -> Result<Option<RunResult>, NativeError> {
         "failed" => {
             let code = item.error_code.unwrap_or_default();
             if code.is_empty() || code.chars().count() > MAX_ERROR_CODE {
-                return Err(NativeError::InvalidInput(format!(
+                return Err(format!(
                     "a failed result needs an error_code of 1-{MAX_ERROR_CODE} characters."
-                )));
+                ));
             }
             let msg = item.error_msg.unwrap_or_default();
             if msg.chars().count() > MAX_ERROR_MSG {
-                return Err(NativeError::InvalidInput(format!(
+                return Err(format!(
                     "error_msg is longer than {MAX_ERROR_MSG} characters."
-                )));
+                ));
             }
+            no_nul("error_code", Some(&code))?;
+            no_nul("error_msg", Some(&msg))?;
             RunOutcome::Failed {
                 error_code: code,
                 error_msg: msg,
             }
         }
         other => {
-            return Err(NativeError::InvalidInput(format!(
+            return Err(format!(
                 "status must be succeeded or failed, not {other:?}."
-            )));
+            ));
         }
     };
     Ok(sub_task_id.map(|sub_task_id| RunResult {
@@ -266,6 +271,17 @@ fn run_result(item: ResultItem) -> Result<Option<RunResult>, NativeError> {
         // Workers report outcomes only; registry effects are taskd's own executor's.
         effect: None,
     }))
+}
+
+/// No store keeps NUL (`taskd_store::text`); `taskd worker` replaces it in what a
+/// command printed.
+fn no_nul(field: &str, value: Option<&str>) -> Result<(), String> {
+    if value.is_some_and(taskd_store::text::has_nul) {
+        return Err(format!(
+            "{field} must not contain a NUL character (U+0000)."
+        ));
+    }
+    Ok(())
 }
 
 pub async fn results(
@@ -279,28 +295,39 @@ pub async fn results(
             "results must hold 1-{MAX_RESULTS} entries."
         )));
     }
-    let mut quoted = Vec::with_capacity(b.results.len());
-    let mut known = Vec::with_capacity(b.results.len());
-    for item in b.results {
-        let id = item.sub_task_id.clone();
-        let result = run_result(item)?;
-        quoted.push((id, result.is_some()));
-        known.extend(result);
-    }
-    let mut outcomes = if known.is_empty() {
+    // Each entry stands alone: one taskd cannot record is refused in its own answer,
+    // and never costs the others theirs.
+    let checked: Vec<(String, Result<Option<RunResult>, String>)> = b
+        .results
+        .into_iter()
+        .map(|entry| {
+            let id = entry["sub_task_id"].as_str().unwrap_or_default().to_owned();
+            (id, run_result(entry))
+        })
+        .collect();
+    let valid: Vec<RunResult> = checked
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())
+        .collect();
+    let mut outcomes = if valid.is_empty() {
         Vec::new()
     } else {
-        state.engine.report(Some(project_id), known).await?
+        state.engine.report(Some(project_id), valid).await?
     }
     .into_iter();
-    let items: Vec<Value> = quoted
+    let lease_lost = |id: String| json!({ "sub_task_id": id, "accepted": false, "reason": "lease_lost" });
+    let items: Vec<Value> = checked
         .into_iter()
-        .map(
-            |(id, issued)| match issued.then(|| outcomes.next()).flatten() {
+        .map(|(id, checked)| match checked {
+            Err(why) => json!({
+                "sub_task_id": id, "accepted": false, "reason": "invalid", "error_msg": why
+            }),
+            Ok(None) => lease_lost(id),
+            Ok(Some(_)) => match outcomes.next() {
                 Some(ReportOutcome::Accepted(_)) => json!({ "sub_task_id": id, "accepted": true }),
-                _ => json!({ "sub_task_id": id, "accepted": false, "reason": "lease_lost" }),
+                Some(ReportOutcome::LeaseLost) | None => lease_lost(id),
             },
-        )
+        })
         .collect();
     Ok(Json(json!({ "results": items })))
 }

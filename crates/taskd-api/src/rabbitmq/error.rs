@@ -111,12 +111,19 @@ impl From<QueryError> for DmsError {
 
 impl From<StoreError> for DmsError {
     fn from(e: StoreError) -> Self {
-        DmsError::Internal(e.to_string())
+        match e {
+            // Input validation missed a NUL; the store refused it and wrote nothing.
+            StoreError::InvalidText(_) => DmsError::InvalidParam(e.to_string()),
+            e => DmsError::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<EngineError> for DmsError {
     fn from(e: EngineError) -> Self {
-        DmsError::Internal(e.to_string())
+        match e {
+            EngineError::Store(e) => e.into(),
+            e => DmsError::Internal(e.to_string()),
+        }
     }
 }

@@ -118,12 +118,19 @@ impl From<QueryError> for SwrError {
 
 impl From<StoreError> for SwrError {
     fn from(e: StoreError) -> Self {
-        SwrError::Internal(e.to_string())
+        match e {
+            // Input validation missed a NUL; the store refused it and wrote nothing.
+            StoreError::InvalidText(_) => SwrError::InvalidParam(e.to_string()),
+            e => SwrError::Internal(e.to_string()),
+        }
     }
 }
 
 impl From<EngineError> for SwrError {
     fn from(e: EngineError) -> Self {
-        SwrError::Internal(e.to_string())
+        match e {
+            EngineError::Store(e) => e.into(),
+            e => SwrError::Internal(e.to_string()),
+        }
     }
 }

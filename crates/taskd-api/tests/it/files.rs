@@ -254,3 +254,35 @@ async fn registry_tasks_act_on_the_registry() {
     let gone = app.call(Call::new("GET", &device("product_node0"))).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 }
+
+/// A cell holding a NUL character (xlsx stores it escaped, `_x0000_`): no store keeps
+/// one, so the upload is refused in IoTDA's envelope and stores nothing (on PostgreSQL
+/// it was a 500).
+#[tokio::test]
+async fn a_nul_in_a_cell_is_refused_in_the_envelope() {
+    let app = TestApp::new().await;
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, text) in ["node_id", "product_id", "description"].iter().enumerate() {
+        sheet.write_string(0, c as u16, *text).unwrap();
+    }
+    for (c, text) in ["node1", "product", "a\u{0}b"].iter().enumerate() {
+        sheet.write_string(1, c as u16, *text).unwrap();
+    }
+    let r = upload(&app, "devices.xlsx", &book.save_to_buffer().unwrap()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "IOTDA.000006"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error_msg"].as_str().unwrap().contains("NUL"),
+        "{}",
+        r.body
+    );
+    let list = app
+        .call(Call::new("GET", &format!("/v5/iot/{P1}/batchtask-files")))
+        .await;
+    assert_eq!(list.body["files"], json!([]), "{}", list.body);
+}

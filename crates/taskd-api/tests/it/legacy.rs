@@ -1242,3 +1242,54 @@ async fn device_online_runs_at_once() {
     let r = na.get(&format!("{OPS}/{id}")).await;
     assert_eq!(r.body["policy"]["executeType"], "device_online");
 }
+
+/// No store keeps a NUL character: in any text the legacy API stores or filters on it is
+/// a 400 in the legacy envelope, and writes nothing (on PostgreSQL it was a 500).
+#[tokio::test]
+async fn a_nul_in_input_is_refused_in_the_envelope() {
+    let app = legacy_app(ApiConfig::default()).await;
+    add_devices(&app, &["a"]).await;
+    assert_error(
+        &login_raw(&app, &format!("appId={APP1}%00&secret={SECRET1}")).await,
+        StatusCode::UNAUTHORIZED,
+        "100208",
+    );
+    let na = Na::new(&app, APP1, SECRET1).await;
+    let groups = |device_type: &str, group: &str| {
+        json!({"fileId": "pkg", "targets": {"deviceGroups": [group], "deviceType": device_type,
+               "model": "M1", "manufacturerName": "Acme"}})
+    };
+    for body in [
+        json!({"fileId": "pkg\u{0}", "targets": {"devices": ["prod_a"]}}),
+        json!({"fileId": "pkg", "targets": {"devices": ["prod_a\u{0}"]}}),
+        groups("Meter\u{0}", "g"),
+        groups("Meter", "g\u{0}"),
+    ] {
+        let r = na.create("firmwareUpgrade", body.clone()).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "120015");
+    }
+    for filter in ["deviceId", "deviceType", "model", "manufacturerName"] {
+        let r = na.get(&format!("{OPS}?{filter}=prod_a%00")).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "120015");
+    }
+    assert_eq!(
+        na.get(OPS).await.body["totalCount"],
+        0,
+        "nothing was created"
+    );
+
+    // The attributes, set through taskd's own API: its envelope.
+    let r = set_attributes(&app, "prod_a", json!({"deviceType": "Meter\u{0}"})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "TASKD.000006"),
+        "{}",
+        r.body
+    );
+    let r = set_attributes(&app, "prod_a", json!({"deviceType": "Meter\u{1}\t"})).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "other control characters are text"
+    );
+}

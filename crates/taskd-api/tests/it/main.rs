@@ -8,6 +8,7 @@ mod batch_tasks;
 mod devices;
 mod envelopes;
 mod files;
+mod health;
 mod legacy;
 mod limits;
 mod operations;

@@ -405,26 +405,25 @@ async fn bad_requests_are_refused_with_their_code() {
             "long output",
         ),
     ] {
-        let r = app
-            .call(Call::new("POST", &results()).json(json!({"results": [item]})))
-            .await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::BAD_REQUEST, "TASKD.000006"),
+        // Refused on its own (the batch is answered), and it changed nothing.
+        let answer = report(&app, json!([item])).await;
+        assert_eq!(answer[0]["accepted"], false, "{what}");
+        assert_eq!(answer[0]["reason"], "invalid", "{what}");
+        assert!(
+            answer[0]["error_msg"].as_str().unwrap().len() > 10,
             "{what}"
         );
     }
-    let r = app
-        .call(Call::new("POST", &results()).json(json!({"results": []})))
-        .await;
-    assert_eq!(r.code(), "TASKD.000006");
-    // A batch with one bad entry writes none of it.
-    let r = app
-        .call(Call::new("POST", &results()).json(
-            json!({"results": [ok(&c, "fine"), {"sub_task_id": id, "attempt": 1, "status": "??"}]}),
-        ))
-        .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    for body in [
+        json!({"results": []}),
+        json!({"results": vec![json!({}); 501]}),
+    ] {
+        let r = app.call(Call::new("POST", &results()).json(body)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "TASKD.000006")
+        );
+    }
     for body in [
         json!({"attempt": 1, "progress": 101}),
         json!({"attempt": 1, "lease_seconds": 1}),
@@ -483,4 +482,67 @@ async fn a_long_poll_returns_work_created_while_it_waits() {
     let got = waiting.await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["target"], "d1");
+}
+
+/// A result taskd cannot record (here: text with a NUL, which no store keeps) is refused
+/// in its own answer; the others of its batch are recorded, and it can be sent again.
+#[tokio::test]
+async fn one_bad_result_never_costs_the_others_theirs() {
+    let app = TestApp::new().await;
+    let task = app
+        .create_task("fw", &["d1", "d2", "d3", "d4"], false)
+        .await;
+    let c = claim_fw(&app, 4).await;
+    let target = |i: usize| c[i]["target"].as_str().unwrap().to_string();
+    let answer = report(
+        &app,
+        json!([
+            ok(&c[0], "fine"),
+            ok(&c[1], "a\u{0}b"),
+            {"sub_task_id": c[2]["sub_task_id"], "attempt": c[2]["attempt"], "status": "failed",
+             "error_code": "E1", "error_msg": "bad\u{0}news"},
+            {"sub_task_id": c[3]["sub_task_id"], "attempt": "one"},
+            failed(&c[3], "E2"),
+        ]),
+    )
+    .await;
+    let verdicts: Vec<(&str, &str)> = answer
+        .iter()
+        .map(|a| {
+            (
+                a["accepted"]
+                    .as_bool()
+                    .map_or("?", |b| if b { "yes" } else { "no" }),
+                a["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("yes", ""),
+            ("no", "invalid"),
+            ("no", "invalid"),
+            ("no", "invalid"),
+            ("yes", "")
+        ]
+    );
+    assert!(
+        answer[1]["error_msg"].as_str().unwrap().contains("NUL"),
+        "{}",
+        answer[1]
+    );
+    assert_eq!(answer[1]["sub_task_id"], c[1]["sub_task_id"]);
+    let shown = show(&app, &task).await;
+    assert_eq!(detail(&shown, &target(0))["status"], "Success");
+    assert_eq!(detail(&shown, &target(0))["output"], "fine");
+    assert_eq!(detail(&shown, &target(1))["status"], "Processing");
+    assert_eq!(detail(&shown, &target(2))["status"], "Processing");
+    assert_eq!(detail(&shown, &target(3))["status"], "Fail");
+
+    // Still leased to this attempt: a clean result is taken.
+    let answer = report(&app, json!([ok(&c[1], "a\u{fffd}b"), failed(&c[2], "E1")])).await;
+    assert!(answer.iter().all(|a| a["accepted"] == true), "{answer:?}");
+    let shown = show(&app, &task).await;
+    assert_eq!(detail(&shown, &target(1))["output"], "a\u{fffd}b");
 }

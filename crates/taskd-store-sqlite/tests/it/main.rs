@@ -1,6 +1,7 @@
 //! `SqliteStore` integration tests: the shared conformance suite on a fresh database per
 //! test (a file in a temp dir, and in memory), plus what only SQLite has (`sqlite`).
 
+mod disk_full;
 mod sqlite;
 
 use taskd_store_sqlite::SqliteStore;

@@ -99,3 +99,20 @@ pub async fn project_ensure_is_idempotent(store: Arc<dyn Store>) {
     store.credential_put(&c).await.unwrap();
     assert_eq!(store.credential_get("AK1").await.unwrap(), Some(c));
 }
+
+/// Readiness: a working store can take the probe's write, over and over (the clock may
+/// even go back across nodes), and it does not disturb the data; a closed one cannot.
+pub async fn check_writable_round_trip(store: Arc<dyn Store>) {
+    store
+        .check_writable(T0)
+        .await
+        .expect("a fresh store is writable");
+    store.check_writable(at(1)).await.expect("again");
+    store.check_writable(T0).await.expect("an earlier clock");
+    assert_eq!(store.credential_list().await.unwrap(), vec![]);
+    store.close().await;
+    assert!(
+        store.check_writable(at(2)).await.is_err(),
+        "a closed store is not writable"
+    );
+}

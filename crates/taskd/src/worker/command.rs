@@ -192,10 +192,12 @@ async fn capture(mut reader: impl AsyncRead + Unpin, limit: usize) -> Vec<u8> {
     kept
 }
 
-/// Text for a result field: decoded (invalid UTF-8 replaced), trimmed, cut to at most
-/// `max_chars` characters on a character boundary, and trimmed again at the cut.
+/// Text for a result field: decoded (invalid UTF-8 replaced), NUL replaced (taskd stores
+/// no NUL and would refuse the result), trimmed, cut to at most `max_chars` characters on
+/// a character boundary, and trimmed again at the cut. Both replacements are U+FFFD, one
+/// character for one, so the cut falls where it would have.
 pub fn clip(bytes: &[u8], max_chars: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
+    let text = String::from_utf8_lossy(bytes).replace('\0', "\u{fffd}");
     let text = text.trim();
     match text.char_indices().nth(max_chars) {
         Some((cut, _)) => text[..cut].trim_end().to_string(),
@@ -345,8 +347,10 @@ mod tests {
         assert_eq!(clipped.len(), 2 * MAX_OUTPUT_CHARS);
         let emoji = "😀".repeat(10);
         assert_eq!(clip(emoji.as_bytes(), 3), "😀😀😀");
-        // Invalid UTF-8 is replaced, never a panic.
+        // Invalid UTF-8 is replaced, never a panic; so is NUL, which taskd would refuse.
         assert_eq!(clip(&[b'a', 0xff, b'b'], 10), "a\u{fffd}b");
+        assert_eq!(clip(b"\0a\0\0b\0", 3), "\u{fffd}a\u{fffd}");
+        assert_eq!(clip(b"ok\0tail\n", 10), "ok\u{fffd}tail");
     }
 
     #[tokio::test]

@@ -508,6 +508,12 @@ fn log_acks(sent: &[SubTaskResult], acks: &[protocol::ResultAck]) {
     for ack in acks {
         if ack.accepted {
             tracing::debug!(sub_task_id = %ack.sub_task_id, "result accepted");
+        } else if ack.reason.as_deref() == Some("invalid") {
+            tracing::error!(
+                sub_task_id = %ack.sub_task_id,
+                error = ack.error_msg.as_deref().unwrap_or(""),
+                "result refused as invalid; dropped (the sub-task runs again once its lease expires)"
+            );
         } else {
             tracing::warn!(
                 sub_task_id = %ack.sub_task_id,

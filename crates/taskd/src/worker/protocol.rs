@@ -202,9 +202,12 @@ pub struct ResultsResponse {
 pub struct ResultAck {
     pub sub_task_id: String,
     pub accepted: bool,
-    /// Why a result was refused (`lease_lost`, ...).
+    /// Why a result was refused: `lease_lost`, or `invalid` (taskd cannot record it,
+    /// `error_msg` says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_msg: Option<String>,
 }
 
 /// The error envelope of every non-2xx answer.

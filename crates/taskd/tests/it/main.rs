@@ -1,6 +1,7 @@
 //! The `taskd` binary as a user runs it: a real process on a free port.
 
 mod worker;
+mod worker_on_postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
