@@ -6,9 +6,7 @@ use std::time::Instant;
 use taskd_api::iotda::task_file::{Limits, read_task_file};
 
 fn main() {
-    let path = std::env::args()
-        .nth(1)
-        .expect("usage: read_task_file FILE");
+    let path = std::env::args().nth(1).expect("usage: read_task_file FILE");
     let bytes = std::fs::read(&path).expect("the file is readable");
     let started = Instant::now();
     match read_task_file(&bytes, &Limits::TASK_FILE) {

@@ -7,8 +7,9 @@
 //!
 //! * xlsx: the zip is walked first and every entry inflated through a counter, refusing
 //!   the file once the real inflated bytes (all entries together) pass
-//!   [`Limits::inflated_bytes`]; only then does calamine open it (it reads the shared
-//!   strings, styles and workbook whole). The first sheet is then read cell by cell with
+//!   [`Limits::inflated_bytes`], or once it holds more shared strings than a task file
+//!   has cells; only then does calamine open it (it reads the shared strings, styles and
+//!   workbook whole). The first sheet is then read cell by cell with
 //!   calamine's streaming reader, never as a range, and a declared `<dimension>` or a cell
 //!   outside [`Limits::rows`] + 1 rows and [`Limits::columns`] columns stops the read.
 //! * xls: calamine builds a dense range of every sheet when it opens the workbook, so the
@@ -87,7 +88,9 @@ pub fn read_task_file(bytes: &[u8], limits: &Limits) -> Result<Sheet, IotdaError
         } else if bytes.starts_with(CFB_MAGIC) {
             read_xls(bytes, limits)
         } else {
-            Err(unreadable("it is neither an xlsx (zip) nor an xls (compound) file"))
+            Err(unreadable(
+                "it is neither an xlsx (zip) nor an xls (compound) file",
+            ))
         }
     })
     .unwrap_or_else(|_| Err(unreadable("the spreadsheet parser failed on it")))
@@ -160,11 +163,11 @@ fn check_zip(bytes: &[u8], limits: &Limits) -> Result<(), IotdaError> {
         )));
     }
     let mut left = limits.inflated_bytes;
+    let mut strings = SharedStrings::default();
     for i in 0..zip.len() {
         let entry = zip.by_index(i).map_err(unreadable)?;
         // One byte more than is left tells "over" from "exactly at the limit".
-        let n = std::io::copy(&mut entry.take(left + 1), &mut std::io::sink())
-            .map_err(unreadable)?;
+        let n = std::io::copy(&mut entry.take(left + 1), &mut strings).map_err(unreadable)?;
         if n > left {
             return Err(unreadable(format!(
                 "it inflates to more than {} bytes",
@@ -173,7 +176,55 @@ fn check_zip(bytes: &[u8], limits: &Limits) -> Result<(), IotdaError> {
         }
         left -= n;
     }
+    // More shared strings than a task file has cells cannot all be used, and calamine
+    // spends two allocations on each: 64 MiB of `<si><t/></si>` would take seconds.
+    let max = u64::from(limits.sheet_rows()) * u64::from(limits.columns);
+    if strings.count > max {
+        return Err(unreadable(format!(
+            "it has more than {max} shared strings"
+        )));
+    }
     Ok(())
+}
+
+/// Counts shared-string elements (`<si`, `<x:si`) in the bytes written to it, which it
+/// otherwise drops.
+#[derive(Default)]
+struct SharedStrings {
+    last: [u8; 3],
+    count: u64,
+}
+
+impl SharedStrings {
+    fn count_in(bytes: &[u8]) -> u64 {
+        memchr::memmem::find_iter(bytes, b"si")
+            .filter(|&at| {
+                at > 0
+                    && matches!(bytes[at - 1], b'<' | b':')
+                    && matches!(
+                        bytes.get(at + 2),
+                        Some(b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r')
+                    )
+            })
+            .count() as u64
+    }
+}
+
+impl std::io::Write for SharedStrings {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The openings that straddle the previous write, then those inside this one.
+        let mut seam = self.last.to_vec();
+        seam.extend_from_slice(&buf[..buf.len().min(3)]);
+        self.count += Self::count_in(&seam) + Self::count_in(buf);
+        for &b in buf.iter().rev().take(3).rev() {
+            self.last = [self.last[1], self.last[2], b];
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The cells read so far, by row; only non-empty text is kept.
@@ -296,6 +347,19 @@ mod tests {
                 ),
                 "{bytes:?}"
             );
+        }
+    }
+
+    #[test]
+    fn shared_strings_are_counted_across_writes() {
+        use std::io::Write;
+        let xml = b"<sst><si><t>a</t></si><x:si/><si\n></si><sis><si";
+        for split in 0..xml.len() {
+            let mut c = SharedStrings::default();
+            c.write_all(&xml[..split]).unwrap();
+            c.write_all(&xml[split..]).unwrap();
+            c.write_all(b">").unwrap();
+            assert_eq!(c.count, 4, "split at {split}");
         }
     }
 

@@ -339,7 +339,10 @@ async fn refused(app: &TestApp, what: &str, bytes: &[u8], code: &str, msg_has: &
     assert!(took < Duration::from_secs(10), "{what} took {took:?}");
     let ok = upload(app, "after.xlsx", &xlsx(&["node_id", "product_id"], 1)).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{what}: then {}", ok.body);
-    let path = format!("/v5/iot/{P1}/batchtask-files/{}", ok.body["file_id"].as_str().unwrap());
+    let path = format!(
+        "/v5/iot/{P1}/batchtask-files/{}",
+        ok.body["file_id"].as_str().unwrap()
+    );
     app.call(Call::new("DELETE", &path)).await;
 }
 
@@ -359,22 +362,48 @@ async fn a_cell_at_xfd1048576_is_refused_without_a_dense_grid() {
         r#"<row r="1"><c r="A1" t="inlineStr"><is><t>node_id</t></is></c></row><row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>"#,
     )));
     assert!(far.len() < 2_000, "{} bytes", far.len());
-    refused(&app, "A1 and XFD1048576", &far, "IOTDA.014604", "row 1048576").await;
+    refused(
+        &app,
+        "A1 and XFD1048576",
+        &far,
+        "IOTDA.014604",
+        "row 1048576",
+    )
+    .await;
     let wide = zip_of(xlsx_parts(sheet_xml(
         None,
         r#"<row r="1"><c r="A1" t="inlineStr"><is><t>node_id</t></is></c><c r="XFD1" t="inlineStr"><is><t>x</t></is></c></row><row r="2"><c r="A2"><v>1</v></c></row>"#,
     )));
-    refused(&app, "a header to XFD", &wide, "IOTDA.014603", "column 16384").await;
+    refused(
+        &app,
+        "a header to XFD",
+        &wide,
+        "IOTDA.014603",
+        "column 16384",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_declared_dimension_past_the_rows_is_refused_before_any_cell() {
     let app = TestApp::new().await;
     let bytes = zip_of(xlsx_parts(sheet_xml(Some("A1:B1048576"), HEADER_AND_ROW)));
-    refused(&app, "A1:B1048576", &bytes, "IOTDA.014604", "declared dimension").await;
+    refused(
+        &app,
+        "A1:B1048576",
+        &bytes,
+        "IOTDA.014604",
+        "declared dimension",
+    )
+    .await;
     let edge = zip_of(xlsx_parts(sheet_xml(Some("A1:AF30001"), HEADER_AND_ROW)));
     let r = upload(&app, "edge.xlsx", &edge).await;
-    assert_eq!(r.status, StatusCode::CREATED, "30,001 rows by 32 columns: {}", r.body);
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "30,001 rows by 32 columns: {}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -393,7 +422,14 @@ async fn a_sheet_bomb_is_refused_at_the_inflated_limit() {
     });
     let bytes = zip_of(xlsx_parts(sheet));
     assert!(bytes.len() < 2_000_000, "{} bytes", bytes.len());
-    refused(&app, "sheet bomb", &bytes, "IOTDA.014603", "inflates to more than").await;
+    refused(
+        &app,
+        "sheet bomb",
+        &bytes,
+        "IOTDA.014603",
+        "inflates to more than",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -414,7 +450,14 @@ async fn a_shared_strings_bomb_is_refused_at_the_inflated_limit() {
             w.write_all(b"</t></si></sst>").unwrap();
         }),
     ));
-    refused(&app, "sharedStrings bomb", &zip_of(parts), "IOTDA.014603", "inflates to more than").await;
+    refused(
+        &app,
+        "sharedStrings bomb",
+        &zip_of(parts),
+        "IOTDA.014603",
+        "inflates to more than",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -425,7 +468,11 @@ async fn a_shared_string_named_by_every_cell_stops_at_the_text_limit() {
         w.write_all(SHEET_HEAD.as_bytes()).unwrap();
         w.write_all(b"<sheetData>").unwrap();
         for r in 1..=30_001 {
-            write!(w, r#"<row r="{r}"><c r="A{r}" t="s"><v>0</v></c><c r="B{r}" t="s"><v>0</v></c></row>"#).unwrap();
+            write!(
+                w,
+                r#"<row r="{r}"><c r="A{r}" t="s"><v>0</v></c><c r="B{r}" t="s"><v>0</v></c></row>"#
+            )
+            .unwrap();
         }
         w.write_all(b"</sheetData></worksheet>").unwrap();
     }));
@@ -437,7 +484,14 @@ async fn a_shared_string_named_by_every_cell_stops_at_the_text_limit() {
             w.write_all(b"</t></si></sst>").unwrap();
         }),
     ));
-    refused(&app, "one string everywhere", &zip_of(parts), "IOTDA.014603", "bytes of text").await;
+    refused(
+        &app,
+        "one string everywhere",
+        &zip_of(parts),
+        "IOTDA.014603",
+        "bytes of text",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -447,7 +501,14 @@ async fn too_many_zip_entries_are_refused() {
     for i in 0..1_001 {
         parts.push(text_part(&format!("pad/{i}"), ""));
     }
-    refused(&app, "1,006 entries", &zip_of(parts), "IOTDA.014603", "entries").await;
+    refused(
+        &app,
+        "1,006 entries",
+        &zip_of(parts),
+        "IOTDA.014603",
+        "entries",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -458,7 +519,14 @@ async fn a_zip_of_end_records_is_refused_in_linear_time() {
     for _ in 0..100_000 {
         bytes.extend_from_slice(b"PK\x05\x06\0\0\0\0\x01\0\x01\0\0\0\0\0\0\0\0\0\0\0");
     }
-    refused(&app, "2.2 MB of end records", &bytes, "IOTDA.014603", "end-of-directory").await;
+    refused(
+        &app,
+        "2.2 MB of end records",
+        &bytes,
+        "IOTDA.014603",
+        "end-of-directory",
+    )
+    .await;
 }
 
 // ---- xls ----------------------------------------------------------------------------------
@@ -510,7 +578,10 @@ fn xls(dimensions: (u32, u32, u16, u16), cells: &[(u16, u16, &str)]) -> Vec<u8> 
     }
     biff(&mut stream, 0x000A, &[]);
     let mut file = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
-    file.create_stream("/Workbook").unwrap().write_all(&stream).unwrap();
+    file.create_stream("/Workbook")
+        .unwrap()
+        .write_all(&stream)
+        .unwrap();
     file.flush().unwrap();
     file.into_inner().into_inner()
 }
@@ -541,10 +612,24 @@ async fn a_far_xls_cell_or_dimension_is_refused_without_a_dense_grid() {
     let app = TestApp::new().await;
     let mut far = XLS_CELLS.to_vec();
     far.push((65_535, 65_535, "x"));
-    refused(&app, "xls cell at 65535/65535", &xls((0, 2, 0, 2), &far), "IOTDA.014604", "row 65536").await;
+    refused(
+        &app,
+        "xls cell at 65535/65535",
+        &xls((0, 2, 0, 2), &far),
+        "IOTDA.014604",
+        "row 65536",
+    )
+    .await;
     let mut wide = XLS_CELLS.to_vec();
     wide.push((1, 40_000, "x"));
-    refused(&app, "xls cell in column 40001", &xls((0, 2, 0, 2), &wide), "IOTDA.014603", "column 40001").await;
+    refused(
+        &app,
+        "xls cell in column 40001",
+        &xls((0, 2, 0, 2), &wide),
+        "IOTDA.014603",
+        "column 40001",
+    )
+    .await;
     refused(
         &app,
         "xls dimension of 2^31 rows",

@@ -318,7 +318,11 @@ fn dimensions(data: &[u8], limits: &Limits) -> Result<u64, IotdaError> {
     if rl == 0 || cl == 0 {
         return Ok(1);
     }
-    check_position(limits, (rl - 1, cl - 1), "the sheet's declared dimension reaches")?;
+    check_position(
+        limits,
+        (rl - 1, cl - 1),
+        "the sheet's declared dimension reaches",
+    )?;
     // calamine reads a first column past 0xFF (or past the last) as 0.
     let cf = if cf > 0xFF || cl < cf { 0 } else { cf };
     if rf > rl - 1 || cf > cl - 1 {
