@@ -180,9 +180,7 @@ fn check_zip(bytes: &[u8], limits: &Limits) -> Result<(), IotdaError> {
     // spends two allocations on each: 64 MiB of `<si><t/></si>` would take seconds.
     let max = u64::from(limits.sheet_rows()) * u64::from(limits.columns);
     if strings.count > max {
-        return Err(unreadable(format!(
-            "it has more than {max} shared strings"
-        )));
+        return Err(unreadable(format!("it has more than {max} shared strings")));
     }
     Ok(())
 }

@@ -495,6 +495,31 @@ async fn a_shared_string_named_by_every_cell_stops_at_the_text_limit() {
 }
 
 #[tokio::test]
+async fn more_shared_strings_than_cells_are_refused_before_calamine_reads_them() {
+    let app = TestApp::new().await;
+    let mut parts = xlsx_parts(sheet_xml(None, HEADER_AND_ROW));
+    parts.push((
+        "xl/sharedStrings.xml".into(),
+        Box::new(|w: &mut dyn Write| {
+            w.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#).unwrap();
+            let block = b"<si><t/></si>".repeat(10_000);
+            for _ in 0..100 {
+                w.write_all(&block).unwrap();
+            }
+            w.write_all(b"</sst>").unwrap();
+        }),
+    ));
+    refused(
+        &app,
+        "1,000,000 empty strings",
+        &zip_of(parts),
+        "IOTDA.014603",
+        "shared strings",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn too_many_zip_entries_are_refused() {
     let app = TestApp::new().await;
     let mut parts = xlsx_parts(sheet_xml(None, HEADER_AND_ROW));
