@@ -53,12 +53,14 @@ pub enum IotdaError {
     /// 400 IOTDA.014602.
     #[error("Invalid file type: only .xlsx and .xls files are accepted.")]
     FileType,
-    /// 400 IOTDA.014603.
+    /// 400 IOTDA.014603: not a spreadsheet, or one past a reading limit (inflated size,
+    /// zip entries, columns, text); see `iotda::task_file::Limits`.
     #[error("The file could not be read as a spreadsheet: {0}")]
     FileUnreadable(String),
-    /// 400 IOTDA.014604.
-    #[error("The file has {0} data rows; at most {1} are allowed.")]
-    FileTooManyRows(usize, usize),
+    /// 400 IOTDA.014604: more rows than a task file may hold (found while reading,
+    /// which stops there).
+    #[error("The file has too many rows: {0}.")]
+    FileTooManyRows(String),
     /// 400 IOTDA.014605.
     #[error("Invalid file name: {0}")]
     FileName(String),

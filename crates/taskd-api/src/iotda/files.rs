@@ -1,80 +1,27 @@
 //! Batch-task files: `/v5/iot/{project_id}/batchtask-files[/{file_id}]`.
 //!
-//! An upload is read with `calamine` (xlsx and xls) into a header row and data rows
-//! once, when it arrives; the rows are what a `document_source` task is made from.
+//! An upload is read (see `task_file`, which bounds what a hostile file can cost) into a
+//! header row and data rows once, when it arrives; the rows are what a
+//! `document_source` task is made from.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use calamine::{Data, Reader};
 use serde_json::json;
 use taskd_core::NewTaskFile;
 use taskd_store::FileInsertOutcome;
 
 use super::error::IotdaError;
+use super::task_file::{Limits, read_task_file};
 use super::validate as v;
 use super::{IotdaScope, Multipart, Path};
 use crate::AppState;
 use crate::wire_time::format_compact;
 
-/// Data rows a task file may hold (the header row not counted).
-pub const MAX_FILE_ROWS: usize = 30_000;
 /// Files kept per project and instance (IoTDA lists at most 10).
 pub const MAX_FILES: u32 = 10;
 pub const MAX_FILE_NAME_CHARS: usize = 60;
-
-/// A spreadsheet read into text cells.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Sheet {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
-
-fn cell_text(cell: &Data) -> String {
-    match cell {
-        Data::Empty => String::new(),
-        // Spreadsheets store "123" typed as a number as 123.0; a device id wants "123".
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
-        other => other.to_string().trim().to_string(),
-    }
-}
-
-/// Reads the first sheet: its first non-empty row names the columns, every later
-/// non-empty row is a data row (cut or padded to the columns).
-pub fn read_sheet(bytes: Vec<u8>) -> Result<Sheet, IotdaError> {
-    let mut book = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes))
-        .map_err(|e| IotdaError::FileUnreadable(e.to_string()))?;
-    let range = book
-        .worksheet_range_at(0)
-        .ok_or(IotdaError::FileEmpty)?
-        .map_err(|e| IotdaError::FileUnreadable(e.to_string()))?;
-    let mut rows = range
-        .rows()
-        .map(|r| r.iter().map(cell_text).collect::<Vec<_>>())
-        .filter(|r| r.iter().any(|c| !c.is_empty()));
-    let mut columns = rows.next().ok_or(IotdaError::FileEmpty)?;
-    while columns.last().is_some_and(String::is_empty) {
-        columns.pop();
-    }
-    let mut data = Vec::new();
-    while let Some(mut row) = rows.next() {
-        if data.len() == MAX_FILE_ROWS {
-            // Count the rest only to say how many there were.
-            let total = MAX_FILE_ROWS + 1 + rows.count();
-            return Err(IotdaError::FileTooManyRows(total, MAX_FILE_ROWS));
-        }
-        row.resize(columns.len(), String::new());
-        data.push(row);
-    }
-    if data.is_empty() {
-        return Err(IotdaError::FileEmpty);
-    }
-    Ok(Sheet {
-        columns,
-        rows: data,
-    })
-}
 
 fn check_file_name(name: &str) -> Result<(), IotdaError> {
     let lower = name.to_ascii_lowercase();
@@ -124,7 +71,7 @@ pub async fn upload(
     })?;
     check_file_name(&file_name)?;
     // Reading 30,000 rows is CPU work: keep it off the async workers.
-    let sheet = tokio::task::spawn_blocking(move || read_sheet(bytes.to_vec()))
+    let sheet = tokio::task::spawn_blocking(move || read_task_file(&bytes, &Limits::TASK_FILE))
         .await
         .map_err(|e| IotdaError::Internal(e.to_string()))??;
     let file = NewTaskFile {
@@ -197,14 +144,6 @@ mod tests {
         assert!(matches!(
             check_file_name(&long),
             Err(IotdaError::FileName(_))
-        ));
-    }
-
-    #[test]
-    fn garbage_is_unreadable() {
-        assert!(matches!(
-            read_sheet(b"PKfake-xlsx-bytes".to_vec()),
-            Err(IotdaError::FileUnreadable(_))
         ));
     }
 }

@@ -13,6 +13,7 @@ mod device_groups;
 mod devices;
 pub mod error;
 mod files;
+pub mod task_file;
 pub mod validate;
 pub mod wire;
 
