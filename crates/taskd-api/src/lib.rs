@@ -37,8 +37,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::Request;
 use axum::routing::get;
 use taskd_core::Clock;
 use taskd_engine::Engine;
