@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<IamError>,
         ))
+        .layer(crate::panic::catch_panic(IamError::Internal))
 }
 
 async fn list_projects(
@@ -50,6 +51,9 @@ pub enum IamError {
     Auth(#[from] AuthError),
     #[error("{0}")]
     BadRequest(String),
+    /// 500: the cause is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl IntoResponse for IamError {
@@ -59,12 +63,18 @@ impl IntoResponse for IamError {
                 tracing::error!(error = %e, "credential lookup failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            IamError::Internal(cause) => {
+                tracing::error!(%cause, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             IamError::Auth(AuthError::BodyTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             IamError::Auth(_) => StatusCode::UNAUTHORIZED,
             IamError::BadRequest(_) => StatusCode::BAD_REQUEST,
         };
         let message = match &self {
-            IamError::Auth(AuthError::Store(_)) => "Internal server error".to_string(),
+            IamError::Auth(AuthError::Store(_)) | IamError::Internal(_) => {
+                "Internal server error".to_string()
+            }
             other => other.to_string(),
         };
         let body = json!({ "error": { "code": status.as_u16().to_string(), "message": message, "title": status.canonical_reason() } });

@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<IotdaError>,
         ))
+        .layer(crate::panic::catch_panic(IotdaError::Internal))
 }
 
 /// The scope an IoTDA request acts in: the path's project (which must be the signing

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<NativeError>,
         ))
+        .layer(crate::panic::catch_panic(NativeError::Internal))
 }
 
 /// The project a native request acts in: the path's, which must be the signing key's.

@@ -9,4 +9,5 @@ mod devices;
 mod files;
 mod legacy;
 mod operations;
+mod panics;
 mod worker;
