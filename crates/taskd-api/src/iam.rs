@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<IamError>,
         ))
+        .layer(crate::panic::catch_panic(IamError::Internal))
 }
 
 async fn list_projects(
@@ -55,6 +56,9 @@ pub enum IamError {
     /// IAM's code.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// 500: the cause is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl IntoResponse for IamError {
@@ -62,6 +66,10 @@ impl IntoResponse for IamError {
         let status = match &self {
             IamError::Auth(AuthError::Store(e)) => {
                 tracing::error!(error = %e, "credential lookup failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            IamError::Internal(cause) => {
+                tracing::error!(%cause, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             IamError::Auth(AuthError::BodyTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,7 +86,9 @@ impl IntoResponse for IamError {
             },
         };
         let message = match &self {
-            IamError::Auth(AuthError::Store(_)) => "Internal server error".to_string(),
+            IamError::Auth(AuthError::Store(_)) | IamError::Internal(_) => {
+                "Internal server error".to_string()
+            }
             other => other.to_string(),
         };
         let body = json!({ "error": { "code": status.as_u16().to_string(), "message": message, "title": status.canonical_reason() } });

@@ -25,6 +25,7 @@ pub mod iotda;
 pub mod iotdm;
 pub mod legacy;
 pub mod native;
+mod panic;
 mod query;
 pub mod rabbitmq;
 pub mod refusal;

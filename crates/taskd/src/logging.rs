@@ -10,11 +10,17 @@ pub enum LogFormat {
 }
 
 /// `RUST_LOG` picks the levels (default `info`).
+///
+/// A line that cannot be written (stderr on a full disk, a closed pipe) is dropped. By
+/// default the subscriber reports such a failure with `eprintln!`, which panics when
+/// stderr itself fails: the panic unwound through the request that logged, and a write
+/// that had succeeded got no answer.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

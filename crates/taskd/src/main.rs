@@ -9,6 +9,7 @@ mod backend;
 mod bench;
 mod bench_run;
 mod credentials;
+mod http_server;
 mod logging;
 mod ops;
 mod serve;

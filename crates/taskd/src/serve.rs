@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use taskd_api::{ApiConfig, AppState};
@@ -13,6 +14,7 @@ use taskd_store::{RunLimits, Store};
 use crate::DataArgs;
 use crate::backend::Backend;
 use crate::credentials;
+use crate::http_server;
 use crate::logging::{self, LogFormat};
 
 #[derive(clap::Args, Debug)]
@@ -41,6 +43,23 @@ pub struct ServeArgs {
     #[arg(long, env = "TASKD_RETENTION_DAYS", default_value_t = 180,
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
     retention_days: u32,
+    /// Seconds a client may take to send a request's headers, counted from connecting
+    /// (first request) or from the request's first byte (later ones); then the
+    /// connection is closed.
+    #[arg(long, env = "TASKD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    header_read_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection (or one whose client stopped reading the
+    /// answer) stays open.
+    #[arg(long, env = "TASKD_IDLE_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    idle_timeout_secs: u64,
+    /// Most client connections open at once; at the limit the one that has waited
+    /// longest for a request is closed to make room. Default: the descriptor limit
+    /// (RLIMIT_NOFILE, raised to its hard limit at start) less 64, at most 10000.
+    #[arg(long, env = "TASKD_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// With the next two: make sure this exact credential exists at start.
     #[arg(long, env = "TASKD_BOOTSTRAP_PROJECT_ID", hide = true)]
     bootstrap_project_id: Option<String>,
@@ -52,6 +71,23 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     logging::init(args.log_format);
+    // Before the database opens its files: every descriptor counts.
+    let fd_limit = http_server::raise_fd_limit();
+    let limits = http_server::Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connections: args.max_connections.map_or_else(
+            || http_server::default_max_connections(fd_limit),
+            |n| n as usize,
+        ),
+    };
+    tracing::info!(
+        fd_limit,
+        max_connections = limits.max_connections,
+        header_read_timeout_secs = args.header_read_timeout_secs,
+        idle_timeout_secs = args.idle_timeout_secs,
+        "connection limits"
+    );
     let backend = Backend::open(&args.data).await?;
     let store = backend.store();
     bootstrap(&args, store.as_ref()).await?;
@@ -69,9 +105,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 max_running: args.max_running,
                 max_running_per_project: args.max_running_per_project,
             },
-            retention: (args.retention_days > 0).then(|| {
-                std::time::Duration::from_secs(u64::from(args.retention_days) * 24 * 3600)
-            }),
+            retention: (args.retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(args.retention_days) * 24 * 3600)),
             ..EngineConfig::default()
         },
     );
@@ -89,10 +124,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %args.listen, data_dir = %args.data.data_dir.display(), "taskd ready");
     println!("taskd listening on http://{}", args.listen);
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving")?;
+    http_server::serve(listener, app, limits, shutdown).await;
     // Every in-flight request has finished; stop the background loops, then close the
     // pools (SQLite checkpoints its WAL).
     runner.shutdown().await;

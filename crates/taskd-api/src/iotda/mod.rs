@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<IotdaError>,
         ))
+        .layer(crate::panic::catch_panic(IotdaError::Internal))
 }
 
 /// axum's `Path`, refusing in IoTDA's envelope.

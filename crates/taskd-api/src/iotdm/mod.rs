@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<IotdmError>,
         ))
+        .layer(crate::panic::catch_panic(IotdmError::Internal))
 }
 
 type IotdmPath = SignedPath<IotdmError>;

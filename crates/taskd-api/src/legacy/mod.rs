@@ -80,4 +80,5 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/iocm/app/sec/v1.1.0/login", post(auth::login))
         .route("/iocm/app/sec/v1.1.0/refreshToken", post(auth::refresh))
         .merge(protected)
+        .layer(crate::panic::catch_panic(error::LegacyError::Internal))
 }

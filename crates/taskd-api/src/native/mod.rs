@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<NativeError>,
         ))
+        .layer(crate::panic::catch_panic(NativeError::Internal))
 }
 
 /// axum's `Path`, refusing in the native envelope.

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<DmsError>,
         ))
+        .layer(crate::panic::catch_panic(DmsError::Internal))
 }
 
 type DmsPath = SignedPath<DmsError>;

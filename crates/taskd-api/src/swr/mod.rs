@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             state,
             require_signature::<SwrError>,
         ))
+        .layer(crate::panic::catch_panic(SwrError::Internal))
 }
 
 type SwrPath = SignedPath<SwrError>;

@@ -12,5 +12,6 @@ mod health;
 mod legacy;
 mod limits;
 mod operations;
+mod panics;
 mod unknown_ids;
 mod worker;

@@ -93,6 +93,15 @@ impl TestApp {
     }
 
     pub async fn with_config(config: ApiConfig) -> TestApp {
+        Self::with_clock(config, |clock| Arc::new(clock)).await
+    }
+
+    /// With the clock the app reads made from the test's `ManualClock` (which still
+    /// dates the signatures).
+    pub async fn with_clock(
+        config: ApiConfig,
+        app_clock: impl FnOnce(ManualClock) -> Arc<dyn taskd_core::Clock>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         for (ak, sk, p) in [(AK1, SK1, P1), (AK2, SK2, P2)] {
@@ -108,7 +117,7 @@ impl TestApp {
                 .unwrap();
         }
         let clock = ManualClock::new(START);
-        let state = AppState::new(store.clone(), Arc::new(clock.clone()), config);
+        let state = AppState::new(store.clone(), app_clock(clock.clone()), config);
         let engine = state.engine.clone();
         let router = taskd_api::router(state);
         TestApp {

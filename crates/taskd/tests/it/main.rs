@@ -1,5 +1,8 @@
 //! The `taskd` binary as a user runs it: a real process on a free port.
 
+mod client;
+mod connections;
+mod log_destination;
 mod worker;
 mod worker_on_postgres;
 
@@ -38,10 +41,39 @@ struct Server {
     port: u16,
 }
 
+/// How to start a server beyond its data directory and environment.
+struct Launch {
+    stderr: Stdio,
+    /// The server's `RLIMIT_NOFILE`, soft and hard (the workspace forbids the `unsafe`
+    /// of `pre_exec`, so a shell sets it and `exec`s the server).
+    nofile: Option<u32>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch {
+            stderr: Stdio::null(),
+            nofile: None,
+        }
+    }
+}
+
 impl Server {
     fn start(dir: &Path, envs: &[(&str, &str)]) -> (Server, Vec<String>) {
+        Server::launch(dir, envs, Launch::default())
+    }
+
+    fn launch(dir: &Path, envs: &[(&str, &str)], launch: Launch) -> (Server, Vec<String>) {
         let port = free_port();
-        let mut child = Command::new(BIN)
+        let mut command = match launch.nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                sh
+            }
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
@@ -54,7 +86,7 @@ impl Server {
             .env_remove("TASKD_BOOTSTRAP_SK")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(launch.stderr)
             .spawn()
             .unwrap();
         // Readiness: stdout announces the listener once the server is up.
@@ -75,6 +107,10 @@ impl Server {
         (Server { child, port }, lines)
     }
 
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn terminate(mut self) -> std::process::ExitStatus {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
@@ -88,6 +124,16 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A test that fails midway must not leave its server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
