@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -219,7 +220,7 @@ async fn serve_connection(
 struct Table {
     max: usize,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
     /// Bumped when a connection closes or its last request finishes: room may be made.
     freed: Arc<watch::Sender<u64>>,
     warned: Mutex<Option<Instant>>,
@@ -230,18 +231,14 @@ impl Table {
         Table {
             max,
             open: Mutex::default(),
-            next_id: Mutex::new(0),
+            next_id: AtomicU64::new(0),
             freed: Arc::new(watch::Sender::new(0)),
             warned: Mutex::new(None),
         }
     }
 
     fn register(&self, conn: Arc<Conn>) -> u64 {
-        let id = {
-            let mut next = lock(&self.next_id);
-            *next += 1;
-            *next
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.open).insert(id, conn);
         id
     }

@@ -81,6 +81,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             |n| n as usize,
         ),
     };
+    if limits.max_connections as u64 + http_server::RESERVED_FDS > fd_limit {
+        tracing::warn!(
+            fd_limit,
+            max_connections = limits.max_connections,
+            "--max-connections exceeds what the descriptor limit allows; when descriptors run out, idle connections are closed to make room"
+        );
+    }
     tracing::info!(
         fd_limit,
         max_connections = limits.max_connections,

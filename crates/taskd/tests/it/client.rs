@@ -197,8 +197,9 @@ pub fn is_closed(stream: &mut TcpStream) -> bool {
 
 /// Client connections the server process holds open on `port` right now: its socket
 /// descriptors (`/proc/PID/fd`) that are TCP connections on that local port
-/// (`/proc/net/tcp`), the listener aside.
-pub fn server_connections(pid: u32, port: u16) -> usize {
+/// (`/proc/net/tcp`), the listener aside. Each with the bytes it has received that the
+/// server has not read yet.
+pub fn server_connections(pid: u32, port: u16) -> Vec<u64> {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
@@ -212,14 +213,16 @@ pub fn server_connections(pid: u32, port: u16) -> usize {
         .unwrap()
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 9
+            let mine = fields.len() > 9
                 && fields[1].ends_with(&port_hex)
                 && fields[3] != "0A" // LISTEN
-                && inodes.contains(fields[9])
+                && inodes.contains(fields[9]);
+            let (_, unread) = fields.get(4)?.split_once(':')?;
+            mine.then(|| u64::from_str_radix(unread, 16).unwrap())
         })
-        .count()
+        .collect()
 }
 
 /// Polls `done` until it holds, or panics with `what` after `patience`.
