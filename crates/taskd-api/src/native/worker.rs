@@ -315,7 +315,8 @@ pub async fn results(
         state.engine.report(Some(project_id), valid).await?
     }
     .into_iter();
-    let lease_lost = |id: String| json!({ "sub_task_id": id, "accepted": false, "reason": "lease_lost" });
+    let lease_lost =
+        |id: String| json!({ "sub_task_id": id, "accepted": false, "reason": "lease_lost" });
     let items: Vec<Value> = checked
         .into_iter()
         .map(|(id, checked)| match checked {

@@ -149,7 +149,7 @@ fn the_connection_cap_holds_and_spares_requests_in_progress() {
     let (port, pid) = (server.port, server.pid());
 
     // Two long polls in progress: nothing is ready, so each waits 3 s for work.
-    let claim = json!({"worker_id": "w-1", "task_types": ["firmwareUpgrade"], "max": 1,
+    let claim = json!({"protocol": 2, "worker_id": "w-1", "task_types": ["firmwareUpgrade"], "max": 1,
                        "wait_seconds": 3});
     let polls: Vec<_> = (0..2)
         .map(|_| {
