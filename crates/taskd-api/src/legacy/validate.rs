@@ -216,7 +216,10 @@ pub fn paging(
     if page_no < 0 || !(1..=100).contains(&page_size) {
         return Err(LegacyError::PageLimit);
     }
-    let offset = u32::try_from(page_no * page_size).map_err(|_| LegacyError::PageLimit)?;
+    let offset = page_no
+        .checked_mul(page_size)
+        .and_then(|o| u32::try_from(o).ok())
+        .ok_or(LegacyError::PageLimit)?;
     Ok((offset, page_size as u32, page_no, page_size))
 }
 
@@ -295,6 +298,15 @@ mod tests {
         assert!(matches!(
             paging(Some("x"), None),
             Err(LegacyError::BadRequest(_))
+        ));
+        // Found by the legacy_parsers fuzz target: pageNo * pageSize overflowed i64.
+        assert!(matches!(
+            paging(Some("92233720368547759"), Some("100")),
+            Err(LegacyError::PageLimit)
+        ));
+        assert!(matches!(
+            paging(Some(&i64::MAX.to_string()), Some("2")),
+            Err(LegacyError::PageLimit)
         ));
     }
 }
