@@ -1,13 +1,14 @@
 //! The engine's background loops in a running server: maintenance on a timer (retries
-//! due, leases expired), on the one node elected to lead it, and the registry executor
-//! (taskd's own task types), on every node. Each loop only calls the [`Engine`]'s one-shot methods, which the
-//! tests drive directly on virtual time; the loops add nothing but the timer and the
-//! shutdown.
+//! due, leases expired), on the one node elected to lead it, and one loop per built-in
+//! executor (`executors/`), on every node. Each loop only calls the [`Engine`]'s one-shot
+//! methods, which the tests drive directly on virtual time; the loops add nothing but the
+//! timer and the shutdown.
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Engine;
+use crate::executors::{Executor, registry};
 
 /// The running loops; [`Runner::shutdown`] stops them and waits.
 pub struct Runner {
@@ -20,7 +21,12 @@ impl Runner {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(maintenance_loop(engine.clone(), cancel.clone()));
-        tasks.spawn(registry_loop(engine, cancel.clone()));
+        // One loop per built-in executor (`executors/`).
+        tasks.spawn(executor_loop(
+            engine.clone(),
+            registry::Registry,
+            cancel.clone(),
+        ));
         tasks.close();
         Runner { cancel, tasks }
     }
@@ -72,21 +78,22 @@ async fn maintenance_loop(engine: Engine, cancel: CancellationToken) {
     }
 }
 
-/// Sub-tasks per registry batch (one transaction).
-const REGISTRY_BATCH: u32 = 200;
-
-async fn registry_loop(engine: Engine, cancel: CancellationToken) {
-    let worker_id = format!("taskd-registry/{}", engine.config().node_id);
+/// Runs `executor`'s batches back to back while there is work, then waits for a wake-up
+/// (or `poll_interval`: other nodes' work, schedule times); stops on `cancel`, dropping a
+/// batch in flight (its report is one transaction: all of it or nothing is recorded, and
+/// what is not comes back when its lease expires).
+async fn executor_loop<E: Executor>(engine: Engine, executor: E, cancel: CancellationToken) {
+    let worker_id = format!("{}/{}", E::NAME, engine.config().node_id);
     loop {
         let ran = tokio::select! {
             _ = cancel.cancelled() => return,
-            ran = engine.run_registry_batch(&worker_id, REGISTRY_BATCH) => ran,
+            ran = engine.run_batch(&executor, &worker_id, E::BATCH) => ran,
         };
         match ran {
             // More may be ready: go on at once.
             Ok(n) if n > 0 => continue,
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "registry executor batch failed"),
+            Err(e) => tracing::warn!(executor = E::NAME, error = %e, "executor batch failed"),
         }
         tokio::select! {
             _ = cancel.cancelled() => return,

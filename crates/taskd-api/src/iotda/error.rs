@@ -9,7 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use taskd_engine::EngineError;
+use taskd_engine::{EngineError, SubTaskErrorKind};
 use taskd_store::{RegistryRefusal, StoreError};
 
 use crate::auth::AuthError;
@@ -121,6 +121,19 @@ impl IotdaError {
     }
 }
 
+/// The IoTDA code of a sub-task's stored error code. The engine's own kinds
+/// (`SubTaskErrorKind`, e.g. a task-file row that is no valid device) get the codes IoTDA
+/// gives the same fault in a request; any other code is shown as stored: a worker's own,
+/// the store's `LEASE_EXPIRED`, a registry refusal's IoTDA code, and what taskd stored
+/// before the engine had its own kinds (then the IoTDA code itself).
+pub fn sub_task_error_code(stored: &str) -> &str {
+    match SubTaskErrorKind::from_code(stored) {
+        Some(SubTaskErrorKind::InvalidInput) => "IOTDA.000006",
+        Some(SubTaskErrorKind::NoExecutor) => "IOTDA.000001",
+        None => stored,
+    }
+}
+
 /// The HTTP status of each registry refusal (its code is `RegistryRefusal::error_code`):
 /// what doesn't exist is 404, what the state or a limit forbids is 403, what the request
 /// itself gets wrong is 400 (Huawei answers a duplicate device with 400 IOTDA.014031).
@@ -191,6 +204,26 @@ impl From<EngineError> for IotdaError {
                 "Operation not allowed. Instance {id} belongs to another project."
             )),
             EngineError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_kinds_get_iotda_codes_other_codes_stay() {
+        assert_eq!(
+            sub_task_error_code(SubTaskErrorKind::InvalidInput.code()),
+            "IOTDA.000006"
+        );
+        assert_eq!(
+            sub_task_error_code(SubTaskErrorKind::NoExecutor.code()),
+            "IOTDA.000001"
+        );
+        for stored in ["IOTDA.000006", "IOTDA.014031", "LEASE_EXPIRED", "EXIT_3"] {
+            assert_eq!(sub_task_error_code(stored), stored);
         }
     }
 }

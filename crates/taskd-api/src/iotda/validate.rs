@@ -179,4 +179,12 @@ mod tests {
         assert!(!is_instance_id("inst_0001"));
         assert_eq!(TASK_TYPES.iter().filter(|t| is_task_type(t)).count(), 18);
     }
+
+    /// A built-in executor's task type no dialect accepts would never run.
+    #[test]
+    fn iotda_accepts_every_built_in_task_type() {
+        for kind in taskd_engine::executors::built_in_task_types() {
+            assert!(is_task_type(kind), "{kind}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use taskd_core::{Device, DeviceGroup, Progress, SubTask, SubTaskState, Task, TaskState};
 
+use super::error::sub_task_error_code;
 use crate::wire_time::format_compact;
 
 /// IoTDA's word for a task state (`Waitting` is spelled as Huawei spells it).
@@ -179,7 +180,10 @@ impl From<&SubTask> for TaskDetailView {
             status: sub_task_status_word(s.state),
             output: s.output.clone(),
             error: has_error.then(|| ErrorInfoView {
-                error_code: s.error_code.clone(),
+                error_code: s
+                    .error_code
+                    .as_deref()
+                    .map(|c| sub_task_error_code(c).to_owned()),
                 error_msg: s.error_msg.clone(),
             }),
         }

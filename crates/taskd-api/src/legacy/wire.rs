@@ -206,6 +206,9 @@ pub fn sub_operation_info(t: &LegacyTask, s: &SubTask) -> SubOperationInfo {
         status: sub_task_status(s.state),
         detail_info,
         extend_info: serde_json::json!({
+            // As stored: the legacy API has no codes of its own for a sub-task's failure, so
+            // it shows taskd's (a worker's, `TIMEOUT`, `LEASE_EXPIRED`, and an engine
+            // `SubTaskErrorKind` name, though no legacy task type has a built-in executor).
             "errorCode": s.error_code,
             "attempts": s.attempts,
             "progress": s.progress,

@@ -1,6 +1,7 @@
 use axum::http::StatusCode;
 use rust_xlsxwriter::Workbook;
 use serde_json::json;
+use taskd_engine::executors::registry::Registry;
 
 use crate::support::*;
 
@@ -205,9 +206,12 @@ async fn registry_tasks_act_on_the_registry() {
         .await;
     let id = t.body["task_id"].as_str().unwrap().to_string();
 
-    assert_eq!(app.engine.run_registry_batch("test", 100).await.unwrap(), 3);
     assert_eq!(
-        app.engine.run_registry_batch("test", 100).await.unwrap(),
+        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
         0,
         "each once"
     );
@@ -238,7 +242,10 @@ async fn registry_tasks_act_on_the_registry() {
         .await;
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
     let fz = t.body["task_id"].as_str().unwrap().to_string();
-    assert_eq!(app.engine.run_registry_batch("test", 100).await.unwrap(), 2);
+    assert_eq!(
+        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        2
+    );
     assert_eq!(show_task(fz).await["batchtask"]["status"], "PartialSuccess");
     let d0 = app.call(Call::new("GET", &device("product_node0"))).await;
     assert_eq!(d0.body["status"], "FROZEN");
@@ -249,10 +256,53 @@ async fn registry_tasks_act_on_the_registry() {
         })))
         .await;
     let del = t.body["task_id"].as_str().unwrap().to_string();
-    assert_eq!(app.engine.run_registry_batch("test", 100).await.unwrap(), 2);
+    assert_eq!(
+        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        2
+    );
     assert_eq!(show_task(del).await["batchtask"]["status"], "Success");
     let gone = app.call(Call::new("GET", &device("product_node0"))).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+/// A row the registry executor can't make a device of fails alone, with the code IoTDA
+/// gives invalid input (the engine records its own kind; the dialect renders its code).
+#[tokio::test]
+async fn an_invalid_row_fails_with_iotda_invalid_input() {
+    let app = TestApp::new().await;
+    // The third column is the secret: "7" is too short for one.
+    let r = upload(
+        &app,
+        "bad.xlsx",
+        &xlsx(&["node_id", "product_id", "secret"], 1),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let file_id = r.body["file_id"].as_str().unwrap().to_string();
+    let t = app
+        .call(Call::new("POST", &batchtasks()).json(
+            json!({"task_name": "reg", "task_type": "createDevices", "document_source": file_id}),
+        ))
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+    let id = t.body["task_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        1
+    );
+    let shown = app
+        .call(Call::new("GET", &format!("{}/{id}", batchtasks())))
+        .await
+        .body;
+    assert_eq!(shown["batchtask"]["status"], "Fail", "{shown}");
+    let error = &shown["task_details"][0]["error"];
+    assert_eq!(error["error_code"], "IOTDA.000006", "{shown}");
+    assert!(
+        error["error_msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Invalid input data.") && m.contains("secret")),
+        "{shown}"
+    );
 }
 
 /// A cell holding a NUL character (xlsx stores it escaped, `_x0000_`): no store keeps

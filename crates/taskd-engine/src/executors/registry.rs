@@ -1,69 +1,111 @@
-//! The registry task types: what one sub-task of `createDevices`, `deleteDevices`,
+//! The registry executor: what one sub-task of `createDevices`, `deleteDevices`,
 //! `freezeDevices`, `unfreezeDevices` or `updateDevices` does to the device registry.
 //!
 //! A pure mapping from the sub-task (its task's type and scope, its target, its input) to
-//! a [`DeviceEffect`]; the executor applies the effect in the transaction that records
-//! the sub-task's result. A sub-task whose input can't describe a valid effect (a bad
-//! task-file row) fails with the refusal's code and message, like an effect the registry
-//! refuses.
+//! a [`DeviceEffect`]; [`Engine::run_batch`](crate::Engine::run_batch) applies the effect
+//! in the transaction that records the sub-task's result. A sub-task whose input can't
+//! describe a valid effect (a bad task-file row) fails as
+//! [`SubTaskErrorKind::InvalidInput`]; an effect the registry refuses fails with the
+//! store's refusal.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use taskd_core::device::{
     MAX_DEVICE_ID_CHARS, check_device_update, check_new_device, default_device_id, is_word_id,
 };
 use taskd_core::{AuthType, DeviceUpdate, NewDevice, TaskScope};
-use taskd_store::{DeviceEffect, DeviceEffectRefused};
+use taskd_store::{ClaimedSubTask, DeviceEffect};
 
-/// The task types taskd executes itself, against the registry.
-pub const REGISTRY_TASK_TYPES: [&str; 5] = [
-    "createDevices",
-    "deleteDevices",
-    "freezeDevices",
-    "unfreezeDevices",
-    "updateDevices",
-];
+use super::{Executed, Executor, TaskTypes};
+use crate::SubTaskErrorKind;
 
-/// The code of a sub-task whose input is invalid (IoTDA's "invalid input data").
-const INVALID_INPUT: &str = "IOTDA.000006";
+/// The registry's task types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegistryTaskType {
+    CreateDevices,
+    DeleteDevices,
+    FreezeDevices,
+    UnfreezeDevices,
+    UpdateDevices,
+}
 
-fn refused(msg: impl std::fmt::Display) -> DeviceEffectRefused {
-    DeviceEffectRefused {
-        error_code: INVALID_INPUT.to_owned(),
-        error_msg: format!("Invalid input data. {msg}"),
+impl TaskTypes for RegistryTaskType {
+    const ALL: &'static [Self] = &[
+        RegistryTaskType::CreateDevices,
+        RegistryTaskType::DeleteDevices,
+        RegistryTaskType::FreezeDevices,
+        RegistryTaskType::UnfreezeDevices,
+        RegistryTaskType::UpdateDevices,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            RegistryTaskType::CreateDevices => "createDevices",
+            RegistryTaskType::DeleteDevices => "deleteDevices",
+            RegistryTaskType::FreezeDevices => "freezeDevices",
+            RegistryTaskType::UnfreezeDevices => "unfreezeDevices",
+            RegistryTaskType::UpdateDevices => "updateDevices",
+        }
     }
 }
 
-/// The registry effect of one sub-task: `None` when `kind` isn't a registry type; `Err`
-/// when the sub-task's input is invalid (a bad task-file row), which fails that sub-task
-/// with the refusal's code and message.
+/// taskd's own executor of the registry task types, on every node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Registry;
+
+impl Executor for Registry {
+    type TaskType = RegistryTaskType;
+    const NAME: &'static str = "taskd-registry";
+    const BATCH: u32 = 200;
+    /// A registry batch is one database transaction, well under a second; the lease only
+    /// matters when a node dies holding one.
+    const LEASE: Duration = Duration::from_secs(15);
+
+    async fn execute(&self, task_type: RegistryTaskType, sub_task: &ClaimedSubTask) -> Executed {
+        match device_effect(
+            task_type,
+            &sub_task.task.scope,
+            &sub_task.target,
+            sub_task.input_json.as_deref(),
+        ) {
+            Ok(effect) => Executed::Succeeded {
+                output: None,
+                effect: Some(effect),
+            },
+            Err(Invalid(message)) => Executed::Failed {
+                kind: SubTaskErrorKind::InvalidInput,
+                message,
+            },
+        }
+    }
+}
+
+/// Why a sub-task's input describes no valid effect: the sub-task's error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+fn refused(msg: impl std::fmt::Display) -> Invalid {
+    Invalid(format!("Invalid input data. {msg}"))
+}
+
+/// The registry effect of one sub-task; `Err` when the sub-task's input is invalid (a
+/// bad task-file row), which fails that sub-task.
 ///
 /// `input_json` is a task-file row (a JSON object, column name to cell, empty cells
 /// omitted) whose header names AddDevice fields (`node_id`, `product_id`, `device_id`,
 /// `device_name`, `description`, `app_id`, `secret`, `gateway_id`); for an explicit target
 /// list it is `None` and `target` is the device id.
 pub fn device_effect(
-    kind: &str,
+    task_type: RegistryTaskType,
     scope: &TaskScope,
     target: &str,
     input_json: Option<&str>,
-) -> Option<Result<DeviceEffect, DeviceEffectRefused>> {
-    if !REGISTRY_TASK_TYPES.contains(&kind) {
-        return None;
-    }
-    Some(effect(kind, scope, target, input_json))
-}
-
-fn effect(
-    kind: &str,
-    scope: &TaskScope,
-    target: &str,
-    input_json: Option<&str>,
-) -> Result<DeviceEffect, DeviceEffectRefused> {
+) -> Result<DeviceEffect, Invalid> {
     let row = input_json.map(parse_row).transpose()?;
     let row = Row(row.unwrap_or_default());
-    match kind {
-        "createDevices" => {
+    match task_type {
+        RegistryTaskType::CreateDevices => {
             if input_json.is_none() {
                 return Err(refused("createDevices takes its devices from a task file."));
             }
@@ -90,7 +132,7 @@ fn effect(
             check_new_device(&new).map_err(refused)?;
             Ok(DeviceEffect::Create(new))
         }
-        "updateDevices" => {
+        RegistryTaskType::UpdateDevices => {
             if input_json.is_none() {
                 return Err(refused("updateDevices takes its devices from a task file."));
             }
@@ -108,20 +150,19 @@ fn effect(
             check_device_update(&update).map_err(refused)?;
             Ok(DeviceEffect::Update { device_id, update })
         }
-        "deleteDevices" => Ok(DeviceEffect::Delete {
+        RegistryTaskType::DeleteDevices => Ok(DeviceEffect::Delete {
             device_id: row.device_id(target)?,
         }),
-        "freezeDevices" => Ok(DeviceEffect::Freeze {
+        RegistryTaskType::FreezeDevices => Ok(DeviceEffect::Freeze {
             device_id: row.device_id(target)?,
         }),
-        "unfreezeDevices" => Ok(DeviceEffect::Unfreeze {
+        RegistryTaskType::UnfreezeDevices => Ok(DeviceEffect::Unfreeze {
             device_id: row.device_id(target)?,
         }),
-        other => unreachable!("{other} is checked against REGISTRY_TASK_TYPES"),
     }
 }
 
-fn parse_row(json: &str) -> Result<BTreeMap<String, String>, DeviceEffectRefused> {
+fn parse_row(json: &str) -> Result<BTreeMap<String, String>, Invalid> {
     serde_json::from_str(json)
         .map_err(|_| refused("The task-file row is not an object of column names to cells."))
 }
@@ -134,14 +175,14 @@ impl Row {
         self.0.get(column).filter(|v| !v.is_empty()).cloned()
     }
 
-    fn required(&self, column: &str) -> Result<String, DeviceEffectRefused> {
+    fn required(&self, column: &str) -> Result<String, Invalid> {
         self.get(column)
             .ok_or_else(|| refused(format!("The row has no {column}.")))
     }
 
     /// The device a row names: its `device_id`, else `{product_id}_{node_id}`, else the
     /// sub-task's target.
-    fn device_id(&self, target: &str) -> Result<String, DeviceEffectRefused> {
+    fn device_id(&self, target: &str) -> Result<String, Invalid> {
         let id = match (
             self.get("device_id"),
             self.get("product_id"),
@@ -168,18 +209,18 @@ mod tests {
         TaskScope::new("p1", "i1")
     }
 
-    fn run(
-        kind: &str,
-        target: &str,
-        input: Option<&str>,
-    ) -> Result<DeviceEffect, DeviceEffectRefused> {
-        device_effect(kind, &scope(), target, input).expect("a registry type")
+    fn run(kind: &str, target: &str, input: Option<&str>) -> Result<DeviceEffect, Invalid> {
+        let task_type = RegistryTaskType::from_name(kind).expect("a registry type");
+        device_effect(task_type, &scope(), target, input)
     }
 
     #[test]
-    fn other_task_types_are_not_registry_effects() {
+    fn other_task_types_are_not_registry_types() {
         for kind in ["firmwareUpgrade", "createCommands", "addDevicesToGroup", ""] {
-            assert_eq!(device_effect(kind, &scope(), "d1", None), None);
+            assert_eq!(RegistryTaskType::from_name(kind), None);
+        }
+        for &t in RegistryTaskType::ALL {
+            assert_eq!(RegistryTaskType::from_name(t.name()), Some(t));
         }
     }
 
@@ -225,8 +266,8 @@ mod tests {
             ("not json", "object"),
         ] {
             let r = run("createDevices", "n1", Some(row)).unwrap_err();
-            assert_eq!(r.error_code, "IOTDA.000006", "{row}");
-            assert!(r.error_msg.contains(says), "{row}: {}", r.error_msg);
+            assert!(r.0.starts_with("Invalid input data. "), "{row}: {}", r.0);
+            assert!(r.0.contains(says), "{row}: {}", r.0);
         }
         assert!(run("createDevices", "n1", None).is_err(), "needs a row");
     }
@@ -295,14 +336,14 @@ mod tests {
             })
         );
         let nothing = run("updateDevices", "d-1", Some(r#"{"device_id":"d-1"}"#)).unwrap_err();
-        assert!(nothing.error_msg.contains("no field"));
+        assert!(nothing.0.contains("no field"));
         let bad = run(
             "updateDevices",
             "d-1",
             Some(r#"{"device_id":"d-1","description":"has spaces"}"#),
         )
         .unwrap_err();
-        assert!(bad.error_msg.contains("description"));
+        assert!(bad.0.contains("description"));
         assert!(run("updateDevices", "d-1", None).is_err(), "needs a row");
     }
 }
