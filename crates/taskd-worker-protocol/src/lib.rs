@@ -1,9 +1,16 @@
-//! The JSON shapes of the worker protocol (`docs/worker-protocol.md`), shared by both
-//! sides: `taskd worker` sends the requests and reads the responses; the server can
-//! deserialize the same types. Only shapes, defaults and limits live here: no HTTP, no
-//! validation beyond what serde does.
+//! The worker protocol (`docs/worker-protocol.md`), defined once for both sides: the
+//! server's handlers (`taskd-api`, `native/worker.rs`) read the requests and build the
+//! responses with these types, and `taskd worker` sends and reads the same ones. Here are
+//! the shapes, the paths, the defaults, the limits and the rules a request must keep
+//! (`check`, with the message the server answers 400 `TASKD.000006` with). Nothing here
+//! knows HTTP handling, the engine or the store: the server maps what passed to the
+//! engine, and refuses text no store keeps (NUL) itself.
+//!
+//! A crate of its own, not a module of `taskd-core` (which knows no wire format) nor of
+//! `taskd-api` (which would make the worker depend on the server's HTTP stack).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,14 +33,47 @@ pub const LEASE_SECONDS_MAX: u32 = 3600;
 pub const DEFAULT_LEASE_SECONDS: u32 = 60;
 /// `wait_seconds` upper bound (a claim long-polls at most this long).
 pub const MAX_WAIT_SECONDS: u32 = 60;
+/// A heartbeat's `progress` upper bound (percent).
+pub const MAX_PROGRESS: u8 = 100;
 /// Limits of a result, in characters (not bytes).
 pub const MAX_OUTPUT_CHARS: usize = 4096;
 pub const MAX_ERROR_CODE_CHARS: usize = 64;
 pub const MAX_ERROR_MSG_CHARS: usize = 1024;
+/// Characters of a sub-task id: lowercase hexadecimal digits.
+pub const SUB_TASK_ID_CHARS: usize = 24;
+
+/// `TASKD.010409`: the lease is lost (heartbeat answers 409 with it).
+pub const LEASE_LOST_CODE: &str = "TASKD.010409";
+/// `ResultAck::reason` of a result whose lease is lost.
+pub const REASON_LEASE_LOST: &str = "lease_lost";
+/// `ResultAck::reason` of an entry that breaks a rule (its `error_msg` says which).
+pub const REASON_INVALID: &str = "invalid";
+
+/// A request that breaks a rule of the protocol; the text says which (the server's
+/// 400 `TASKD.000006` message, and a refused result's `error_msg`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn invalid(msg: impl Into<String>) -> Invalid {
+    Invalid(msg.into())
+}
 
 /// `[A-Za-z0-9_.:/@-]`
 pub fn is_worker_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '@' | '-')
+}
+
+/// 1-128 characters of [`is_worker_id_char`].
+pub fn is_valid_worker_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_WORKER_ID_CHARS && id.chars().all(is_worker_id_char)
 }
 
 /// `^[A-Za-z0-9_]{1,64}$`
@@ -42,12 +82,39 @@ pub fn is_valid_task_type(t: &str) -> bool {
         && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// `POST /taskd/v1/{project_id}/claims`
+/// 24 lowercase hexadecimal digits: the form of every sub-task id taskd issues.
+pub fn is_valid_sub_task_id(id: &str) -> bool {
+    id.len() == SUB_TASK_ID_CHARS && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The rule of a sub-task id a worker quotes, as the server words it.
+pub fn check_sub_task_id(id: &str) -> Result<(), Invalid> {
+    if is_valid_sub_task_id(id) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "sub_task_id must be 24 lowercase hexadecimal digits.",
+        ))
+    }
+}
+
+/// `lease_seconds` of a claim or a heartbeat.
+pub fn check_lease_seconds(seconds: u64) -> Result<(), Invalid> {
+    if (u64::from(LEASE_SECONDS_MIN)..=u64::from(LEASE_SECONDS_MAX)).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "lease_seconds must be between {LEASE_SECONDS_MIN} and {LEASE_SECONDS_MAX}."
+        )))
+    }
+}
+
 /// `/taskd/v1/{project_id}/{rest}`.
 pub fn project_path(project_id: &str, rest: &str) -> String {
     format!("/taskd/v1/{}/{rest}", encode_segment(project_id))
 }
 
+/// `POST /taskd/v1/{project_id}/claims`
 pub fn claims_path(project_id: &str) -> String {
     format!("/taskd/v1/{}/claims", encode_segment(project_id))
 }
@@ -81,16 +148,57 @@ fn encode_segment(segment: &str) -> String {
 pub struct ClaimRequest {
     /// [`PROTOCOL`]; a server refuses a claim that does not name the version it speaks
     /// (a claim naming none is version 1).
-    #[serde(default = "version_1")]
+    #[serde(default = "version_1", deserialize_with = "null_is_version_1")]
     pub protocol: u32,
     pub worker_id: String,
     pub task_types: Vec<String>,
-    #[serde(default = "default_max")]
+    #[serde(default = "default_max", deserialize_with = "null_is_default_max")]
     pub max: u32,
-    #[serde(default = "default_lease_seconds")]
-    pub lease_seconds: u32,
-    #[serde(default)]
-    pub wait_seconds: u32,
+    #[serde(
+        default = "default_lease_seconds",
+        deserialize_with = "null_is_default_lease_seconds"
+    )]
+    pub lease_seconds: u64,
+    #[serde(default, deserialize_with = "null_is_zero")]
+    pub wait_seconds: u64,
+}
+
+impl ClaimRequest {
+    /// The claim's rules, in the order the server checks them.
+    pub fn check(&self) -> Result<(), Invalid> {
+        if self.protocol != PROTOCOL {
+            // A version-1 worker would read every document as null: refuse it loudly.
+            return Err(invalid(format!(
+                "this server speaks worker protocol {PROTOCOL} (a claim names \"protocol\": {PROTOCOL}; \
+                 documents come once per task in \"tasks\"): upgrade the worker."
+            )));
+        }
+        if !is_valid_worker_id(&self.worker_id) {
+            return Err(invalid(format!(
+                "worker_id must be 1-{MAX_WORKER_ID_CHARS} letters, digits or _.:/@-"
+            )));
+        }
+        if self.task_types.is_empty() || self.task_types.len() > MAX_TASK_TYPES {
+            return Err(invalid(format!(
+                "task_types must name 1-{MAX_TASK_TYPES} task types."
+            )));
+        }
+        if let Some(bad) = self.task_types.iter().find(|t| !is_valid_task_type(t)) {
+            return Err(invalid(format!(
+                "task type {bad:?} must be 1-{MAX_TASK_TYPE_CHARS} letters, digits or '_'."
+            )));
+        }
+        if !(1..=MAX_BATCH).contains(&(self.max as usize)) {
+            return Err(invalid(format!("max must be between 1 and {MAX_BATCH}.")));
+        }
+        check_lease_seconds(self.lease_seconds)?;
+        if self.wait_seconds > u64::from(MAX_WAIT_SECONDS) {
+            return Err(invalid(format!(
+                "wait_seconds must be between 0 and {MAX_WAIT_SECONDS}."
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn version_1() -> u32 {
@@ -101,8 +209,26 @@ fn default_max() -> u32 {
     1
 }
 
-fn default_lease_seconds() -> u32 {
-    DEFAULT_LEASE_SECONDS
+fn default_lease_seconds() -> u64 {
+    u64::from(DEFAULT_LEASE_SECONDS)
+}
+
+// An explicit `null` means the default, as an absent field does.
+
+fn null_is_version_1<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_else(version_1))
+}
+
+fn null_is_default_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_else(default_max))
+}
+
+fn null_is_default_lease_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_else(default_lease_seconds))
+}
+
+fn null_is_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,8 +266,9 @@ pub struct ClaimedSubTask {
     #[serde(default)]
     pub service: Option<String>,
     pub target: String,
-    /// The task's document as the user gave it.
-    #[serde(default)]
+    /// Not in a version-2 entry (the server leaves it out: it is in the claim's `tasks`);
+    /// `taskd worker` puts it back for its command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<Value>,
     /// The sub-task's own input (a task-file row as column → cell).
     #[serde(default)]
@@ -152,11 +279,26 @@ pub struct ClaimedSubTask {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatRequest {
     pub attempt: u32,
-    #[serde(default = "default_lease_seconds")]
-    pub lease_seconds: u32,
+    #[serde(
+        default = "default_lease_seconds",
+        deserialize_with = "null_is_default_lease_seconds"
+    )]
+    pub lease_seconds: u64,
     /// 0-100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<u8>,
+}
+
+impl HeartbeatRequest {
+    /// The heartbeat's rules, in the order the server checks them.
+    pub fn check(&self) -> Result<(), Invalid> {
+        if self.progress.is_some_and(|p| p > MAX_PROGRESS) {
+            return Err(invalid(format!(
+                "progress must be between 0 and {MAX_PROGRESS}."
+            )));
+        }
+        check_lease_seconds(self.lease_seconds)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +309,89 @@ pub struct HeartbeatResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultsRequest {
     pub results: Vec<SubTaskResult>,
+}
+
+/// A results batch as the server reads it: each entry on its own ([`ResultEntry`]), so
+/// one that is no valid result is refused alone and costs the others nothing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ResultsBatch {
+    pub results: Vec<Value>,
+}
+
+impl ResultsBatch {
+    /// The batch's own rule (only this refuses a batch whole).
+    pub fn check(&self) -> Result<(), Invalid> {
+        if self.results.is_empty() || self.results.len() > MAX_BATCH {
+            return Err(invalid(format!("results must hold 1-{MAX_BATCH} entries.")));
+        }
+        Ok(())
+    }
+}
+
+/// One entry of a results batch, read leniently so that [`ResultEntry::check`] can say
+/// what is wrong with it in the protocol's words rather than serde's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResultEntry {
+    pub sub_task_id: String,
+    pub attempt: u32,
+    pub status: String,
+    pub output: Option<String>,
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+}
+
+impl ResultEntry {
+    /// The result the entry is, by the rules of a result (status, lengths; the sub-task
+    /// id's form is checked apart, [`check_sub_task_id`]).
+    pub fn check(self) -> Result<SubTaskResult, Invalid> {
+        let outcome = match self.status.as_str() {
+            "succeeded" => {
+                if self
+                    .output
+                    .as_ref()
+                    .is_some_and(|o| o.chars().count() > MAX_OUTPUT_CHARS)
+                {
+                    return Err(invalid(format!(
+                        "output is longer than {MAX_OUTPUT_CHARS} characters."
+                    )));
+                }
+                Outcome::Succeeded {
+                    output: self.output,
+                }
+            }
+            "failed" => {
+                let code = self.error_code.unwrap_or_default();
+                if code.is_empty() || code.chars().count() > MAX_ERROR_CODE_CHARS {
+                    return Err(invalid(format!(
+                        "a failed result needs an error_code of 1-{MAX_ERROR_CODE_CHARS} characters."
+                    )));
+                }
+                if self
+                    .error_msg
+                    .as_ref()
+                    .is_some_and(|m| m.chars().count() > MAX_ERROR_MSG_CHARS)
+                {
+                    return Err(invalid(format!(
+                        "error_msg is longer than {MAX_ERROR_MSG_CHARS} characters."
+                    )));
+                }
+                Outcome::Failed {
+                    error_code: code,
+                    error_msg: self.error_msg,
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "status must be succeeded or failed, not {other:?}."
+                )));
+            }
+        };
+        Ok(SubTaskResult {
+            sub_task_id: self.sub_task_id,
+            attempt: self.attempt,
+            outcome,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,15 +435,41 @@ pub struct ResultAck {
     pub error_msg: Option<String>,
 }
 
+impl ResultAck {
+    pub fn accepted(sub_task_id: String) -> ResultAck {
+        ResultAck {
+            sub_task_id,
+            accepted: true,
+            reason: None,
+            error_msg: None,
+        }
+    }
+
+    pub fn lease_lost(sub_task_id: String) -> ResultAck {
+        ResultAck {
+            sub_task_id,
+            accepted: false,
+            reason: Some(REASON_LEASE_LOST.to_owned()),
+            error_msg: None,
+        }
+    }
+
+    pub fn invalid(sub_task_id: String, why: Invalid) -> ResultAck {
+        ResultAck {
+            sub_task_id,
+            accepted: false,
+            reason: Some(REASON_INVALID.to_owned()),
+            error_msg: Some(why.0),
+        }
+    }
+}
+
 /// The error envelope of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error_code: String,
     pub error_msg: String,
 }
-
-/// `TASKD.010409`: the lease is lost (heartbeat answers 409 with it).
-pub const LEASE_LOST_CODE: &str = "TASKD.010409";
 
 #[cfg(test)]
 mod tests {
@@ -312,11 +563,142 @@ mod tests {
             Some(json!({"package_ids": ["p"]}))
         );
         assert_eq!(answer.sub_tasks[0].document, None);
+        let nulls: ClaimRequest =
+            serde_json::from_value(json!({"protocol": null, "worker_id": "w",
+            "task_types": ["t"], "max": null, "lease_seconds": null, "wait_seconds": null}))
+            .unwrap();
+        assert_eq!(nulls, claim);
         let hb: HeartbeatRequest = serde_json::from_value(json!({"attempt": 3})).unwrap();
         assert_eq!((hb.lease_seconds, hb.progress), (60, None));
         assert_eq!(
             serde_json::to_value(&hb).unwrap(),
             json!({"attempt": 3, "lease_seconds": 60})
+        );
+    }
+
+    fn claim(body: Value) -> ClaimRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn claims_keep_the_documented_rules() {
+        let ok = json!({"protocol": 2, "worker_id": "w", "task_types": ["t"]});
+        assert_eq!(claim(ok.clone()).check(), Ok(()));
+        let with = |field: &str, value: Value| {
+            let mut body = ok.clone();
+            body[field] = value;
+            claim(body)
+        };
+        for (bad, says) in [
+            (
+                claim(json!({"worker_id": "w", "task_types": ["t"]})),
+                "protocol 2",
+            ),
+            (with("protocol", json!(1)), "protocol 2"),
+            (with("worker_id", json!("")), "worker_id"),
+            (with("worker_id", json!("a b")), "worker_id"),
+            (with("worker_id", json!("w".repeat(129))), "worker_id"),
+            (with("task_types", json!([])), "task_types"),
+            (with("task_types", json!(vec!["t"; 21])), "task_types"),
+            (with("task_types", json!(["a-b"])), "\"a-b\""),
+            (with("max", json!(0)), "max"),
+            (with("max", json!(501)), "max"),
+            (with("lease_seconds", json!(4)), "lease_seconds"),
+            (with("lease_seconds", json!(3601)), "lease_seconds"),
+            (with("wait_seconds", json!(61)), "wait_seconds"),
+        ] {
+            let why = bad.check().expect_err(says);
+            assert!(why.0.contains(says), "{bad:?}: {why}");
+        }
+        for good in [
+            with("worker_id", json!("w".repeat(128))),
+            with("task_types", json!(vec!["t"; 20])),
+            with("max", json!(500)),
+            with("lease_seconds", json!(5)),
+            with("lease_seconds", json!(3600)),
+            with("wait_seconds", json!(60)),
+        ] {
+            assert_eq!(good.check(), Ok(()), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn heartbeats_and_results_keep_the_documented_rules() {
+        let hb = |v: Value| {
+            serde_json::from_value::<HeartbeatRequest>(v)
+                .unwrap()
+                .check()
+        };
+        assert_eq!(hb(json!({"attempt": 1, "progress": 100})), Ok(()));
+        assert!(hb(json!({"attempt": 1, "progress": 101})).is_err());
+        assert!(hb(json!({"attempt": 1, "lease_seconds": 4})).is_err());
+
+        let entry = |v: Value| serde_json::from_value::<ResultEntry>(v).unwrap().check();
+        let id = "0194f3c2a1b2000000000002";
+        assert_eq!(
+            entry(
+                json!({"sub_task_id": id, "attempt": 1, "status": "succeeded", "output": "x".repeat(4096)})
+            ),
+            Ok(SubTaskResult {
+                sub_task_id: id.into(),
+                attempt: 1,
+                outcome: Outcome::Succeeded {
+                    output: Some("x".repeat(4096))
+                }
+            })
+        );
+        for (bad, says) in [
+            (
+                json!({"status": "succeeded", "output": "x".repeat(4097)}),
+                "output",
+            ),
+            (json!({"status": "failed"}), "error_code"),
+            (
+                json!({"status": "failed", "error_code": "c".repeat(65)}),
+                "error_code",
+            ),
+            (
+                json!({"status": "failed", "error_code": "E", "error_msg": "m".repeat(1025)}),
+                "error_msg",
+            ),
+            (json!({"status": "done"}), "status"),
+        ] {
+            let mut body = bad.clone();
+            body["sub_task_id"] = json!(id);
+            body["attempt"] = json!(1);
+            let why = entry(body).expect_err(says);
+            assert!(why.0.contains(says), "{bad}: {why}");
+        }
+        assert_eq!(check_sub_task_id(id), Ok(()));
+        for bad in ["0194F3C2A1B2000000000002", "0194f3c2a1b200000000000", "x"] {
+            assert!(check_sub_task_id(bad).is_err(), "{bad}");
+        }
+        let batch = |n: usize| {
+            ResultsBatch {
+                results: vec![json!({}); n],
+            }
+            .check()
+        };
+        assert!(batch(0).is_err() && batch(501).is_err());
+        assert_eq!(batch(500), Ok(()));
+    }
+
+    #[test]
+    fn acks_serialize_as_documented() {
+        assert_eq!(
+            serde_json::to_value(ResultsResponse {
+                results: vec![
+                    ResultAck::accepted("a".into()),
+                    ResultAck::lease_lost("b".into()),
+                    ResultAck::invalid("c".into(), Invalid("why".into())),
+                ]
+            })
+            .unwrap(),
+            json!({"results": [
+                {"sub_task_id": "a", "accepted": true},
+                {"sub_task_id": "b", "accepted": false, "reason": "lease_lost"},
+                {"sub_task_id": "c", "accepted": false, "reason": "invalid", "error_msg": "why"},
+            ]})
         );
     }
 

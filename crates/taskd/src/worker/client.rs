@@ -113,7 +113,7 @@ impl Client {
             tasks: serde_json::Map<String, Value>,
             sub_tasks: Vec<Value>,
         }
-        let timeout = Duration::from_secs(request.wait_seconds.into()) + CLAIM_GRACE;
+        let timeout = Duration::from_secs(request.wait_seconds) + CLAIM_GRACE;
         let raw: Raw = self
             .post(&protocol::claims_path(&self.project_id), request, timeout)
             .await?;

@@ -16,11 +16,8 @@
 
 pub mod client;
 mod command;
-#[allow(
-    dead_code,
-    reason = "the shapes serve both sides; the server uses what the worker does not"
-)]
-pub mod protocol;
+/// The protocol's shapes and limits, shared with the server's handlers.
+pub use taskd_worker_protocol as protocol;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -40,7 +37,7 @@ use protocol::{
 };
 
 /// How long one claim long-polls when nothing is ready.
-const CLAIM_WAIT_SECONDS: u32 = 20;
+const CLAIM_WAIT_SECONDS: u64 = 20;
 /// Retrying after a network error or a 5xx: from this ...
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// ... doubling up to this.
@@ -97,10 +94,7 @@ fn parse_task_type(value: &str) -> Result<String, String> {
 }
 
 fn parse_worker_id(value: &str) -> Result<String, String> {
-    if !value.is_empty()
-        && value.chars().count() <= MAX_WORKER_ID_CHARS
-        && value.chars().all(protocol::is_worker_id_char)
-    {
+    if protocol::is_valid_worker_id(value) {
         Ok(value.to_string())
     } else {
         Err("a worker id is 1-128 characters of A-Z, a-z, 0-9 and _.:/@-".into())
@@ -154,7 +148,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         ctx: Arc::new(Ctx {
             client,
             command: args.command,
-            lease_seconds: args.lease_seconds,
+            lease_seconds: u64::from(args.lease_seconds),
             heartbeat_every,
         }),
         worker_id: args.worker_id.unwrap_or_else(default_worker_id),
@@ -207,7 +201,7 @@ fn watch_signals(stop: CancellationToken, abort: CancellationToken) -> anyhow::R
 struct Ctx {
     client: Client,
     command: Vec<OsString>,
-    lease_seconds: u32,
+    lease_seconds: u64,
     heartbeat_every: Duration,
 }
 
