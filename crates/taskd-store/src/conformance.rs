@@ -133,7 +133,93 @@ macro_rules! store_conformance_tests {
                 drop(guard);
             }
         )*
+
+        /// A suite function missing from the list above would never run: this fails
+        /// naming it (and any listed name that is no suite function).
+        #[test]
+        fn conformance_list_names_every_suite_function() {
+            $crate::conformance::assert_lists_every_suite_function(&[$(stringify!($name)),*]);
+        }
     };
+}
+
+/// The suite functions of the conformance sources (`src/conformance.rs` and
+/// `src/conformance/*.rs` of this crate), read from the source tree the tests run on.
+/// A suite function is a `pub async fn` whose one parameter is an `Arc<dyn Store>`;
+/// helpers take other parameters.
+pub fn suite_functions_on_disk() -> Vec<String> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("conformance.rs")];
+    let dir = src.join("conformance");
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    let mut names = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        names.extend(suite_functions(&text));
+    }
+    names.sort();
+    names
+}
+
+/// The suite functions declared in one source text (see [`suite_functions_on_disk`]):
+/// each line that starts with `pub async fn`, its parameters read up to the `)`.
+pub fn suite_functions(source: &str) -> Vec<String> {
+    const DECL: &str = "pub async fn ";
+    let mut names = Vec::new();
+    let mut at = 0;
+    for line in source.split_inclusive('\n') {
+        let start = at;
+        at += line.len();
+        let Some(decl) = line.trim_start().strip_prefix(DECL) else {
+            continue;
+        };
+        // The declaration may go on over the next lines: read on in `source`.
+        let rest = &source[start + line.len() - decl.len()..];
+        let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+            continue;
+        };
+        if close < open {
+            continue;
+        }
+        let name = rest[..open].trim();
+        let params: String = rest[open + 1..close]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let params = params.trim_end_matches(',');
+        let is_suite = !params.contains(',')
+            && params.split_once(':').is_some_and(|(_, ty)| {
+                ty.trim_start_matches("::")
+                    .trim_start_matches("std::sync::")
+                    == "Arc<dynStore>"
+            });
+        if is_suite {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// Panics naming every suite function missing from `listed` (the names
+/// [`store_conformance_tests!`] instantiates) and every listed name that is none.
+pub fn assert_lists_every_suite_function(listed: &[&str]) {
+    let defined: BTreeSet<String> = suite_functions_on_disk().into_iter().collect();
+    let listed: BTreeSet<String> = listed.iter().map(|n| (*n).to_owned()).collect();
+    let unlisted: Vec<&String> = defined.difference(&listed).collect();
+    let undefined: Vec<&String> = listed.difference(&defined).collect();
+    assert!(
+        unlisted.is_empty() && undefined.is_empty(),
+        "store_conformance_tests! (crates/taskd-store/src/conformance.rs) must list every \
+         suite function: missing {unlisted:?}; listed but no suite function {undefined:?}"
+    );
 }
 
 // ---- fixtures --------------------------------------------------------------------------
@@ -559,4 +645,37 @@ fn ids(tasks: &[Task]) -> Vec<Id> {
 
 fn sub_ids(subs: &[SubTask]) -> Vec<Id> {
     subs.iter().map(|s| s.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_functions_are_the_store_only_async_fns() {
+        // Spelled with a stand-in, or the scan of this very file would find them.
+        let source = "
+            PUB_ASYNC_FN a_suite_fn(store: Arc<dyn Store>) {}
+            PUB_ASYNC_FN spread_out(
+                store: std::sync::Arc<dyn Store>,
+            ) {}
+            PUB_ASYNC_FN helper(store: &dyn Store, now: Timestamp) -> Task {}
+            PUB_ASYNC_FN two(store: Arc<dyn Store>, n: u32) {}
+            async fn private(store: Arc<dyn Store>) {}
+            pub fn sync_helper(store: Arc<dyn Store>) {}
+            /// A doc line naming PUB_ASYNC_FN in_a_comment(store: Arc<dyn Store>)
+        "
+        .replace("PUB_ASYNC_FN", "pub async fn");
+        assert_eq!(suite_functions(&source), ["a_suite_fn", "spread_out"]);
+    }
+
+    #[test]
+    fn the_sources_hold_the_suite() {
+        let all = suite_functions_on_disk();
+        assert!(all.contains(&"credential_round_trip".to_owned()), "{all:?}");
+        assert!(
+            !all.contains(&"claim".to_owned()),
+            "a helper is no suite function"
+        );
+    }
 }
