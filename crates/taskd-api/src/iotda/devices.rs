@@ -42,7 +42,7 @@ struct AddDeviceBody {
     app_id: Option<String>,
     extension_info: Option<serde_json::Value>,
     /// Initial shadow: taskd keeps no shadows; accepted and not kept (docs/iotda.md).
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "read so the body is accepted, never used")]
     shadow: Option<serde_json::Value>,
 }
 

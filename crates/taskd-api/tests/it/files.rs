@@ -347,7 +347,9 @@ async fn a_nul_in_a_cell_is_refused_in_the_envelope() {
 use std::io::{Cursor, Write};
 use std::time::{Duration, Instant};
 
-type Part = (String, Box<dyn Fn(&mut dyn Write)>);
+/// Writes one zip entry's bytes.
+type WriteEntry = Box<dyn Fn(&mut dyn Write)>;
+type Part = (String, WriteEntry);
 
 fn text_part(name: &str, text: &'static str) -> Part {
     (
@@ -370,7 +372,7 @@ fn zip_of(parts: Vec<Part>) -> Vec<u8> {
 const SHEET_HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#;
 
 /// The parts of a one-sheet workbook around `sheet` (the worksheet XML).
-fn xlsx_parts(sheet: Box<dyn Fn(&mut dyn Write)>) -> Vec<Part> {
+fn xlsx_parts(sheet: WriteEntry) -> Vec<Part> {
     vec![
         text_part(
             "[Content_Types].xml",
@@ -393,7 +395,7 @@ fn xlsx_parts(sheet: Box<dyn Fn(&mut dyn Write)>) -> Vec<Part> {
 }
 
 /// A sheet whose XML is `body` between `<sheetData>` and its end.
-fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> Box<dyn Fn(&mut dyn Write)> {
+fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> WriteEntry {
     Box::new(move |w: &mut dyn Write| {
         w.write_all(SHEET_HEAD.as_bytes()).unwrap();
         if let Some(d) = dimension {

@@ -39,7 +39,8 @@ pub enum Executed {
     /// records the success, or the sub-task fails with the store's refusal.
     Succeeded {
         output: Option<String>,
-        effect: Option<DeviceEffect>,
+        /// Boxed: a new device is large, and most results have no effect.
+        effect: Option<Box<DeviceEffect>>,
     },
     Failed {
         kind: SubTaskErrorKind,
@@ -115,7 +116,7 @@ impl Engine {
             };
             let (outcome, effect) = match executed {
                 Executed::Succeeded { output, effect } => {
-                    (RunOutcome::Succeeded { output }, effect)
+                    (RunOutcome::Succeeded { output }, effect.map(|e| *e))
                 }
                 Executed::Failed { kind, message } => (
                     RunOutcome::Failed {

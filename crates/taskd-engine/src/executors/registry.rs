@@ -71,7 +71,7 @@ impl Executor for Registry {
         ) {
             Ok(effect) => Executed::Succeeded {
                 output: None,
-                effect: Some(effect),
+                effect: Some(Box::new(effect)),
             },
             Err(Invalid(message)) => Executed::Failed {
                 kind: SubTaskErrorKind::InvalidInput,
