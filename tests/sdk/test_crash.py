@@ -136,8 +136,9 @@ class Load:
         with led.lock:
             if e.status_code < 500:
                 led.refused[name] = f"{e.status_code} {e.error_code} {e.error_msg}"
-            else:
-                led.errors_5xx += 1
+                return
+            led.errors_5xx += 1
+        self.stop_event.wait(0.05)  # the store is failing (a full disk, no database): don't spin
 
     def _control(self, api: Api, rng: random.Random) -> None:
         led = self.ledger
@@ -247,6 +248,7 @@ class Load:
             if status != 200:
                 if status < 500:
                     led.violation(f"claim refused: {status} {body}")
+                self.stop_event.wait(0.05)  # the store is failing (a full disk, no database): don't spin
                 continue
             subs = body.get("sub_tasks") or []
             results = []
@@ -468,7 +470,11 @@ def test_kill_9_during_mixed_load(tmp_path):
         try:
             assert_no_problems(view.integrity_problems() + store_invariant_problems(view)
                                + ledger_problems(view, led, creds.project_id, final=True), f"{tag()} at the end")
-            lease_expired = int(view.scalar("SELECT COUNT(*) FROM sub_tasks WHERE error_code = 'LEASE_EXPIRED'"))
+            # The poison-pill guard: the fifth expired lease fails a sub-task. Killing the server while it (or a
+            # worker) holds leases expires them, so long runs see a few; they are reported, not errors.
+            lease_expired = dict(view.rows(
+                "SELECT t.kind, COUNT(*) FROM sub_tasks s JOIN tasks t ON t.id = s.task_id "
+                "WHERE s.error_code = 'LEASE_EXPIRED' GROUP BY t.kind"))
         finally:
             view.close()
         with led.lock:
@@ -478,7 +484,7 @@ def test_kill_9_during_mixed_load(tmp_path):
                            f"(final drain {drained:.1f} s): {len(led.tasks)} creates sent, {acked} acknowledged, "
                            f"{len(led.devices_added)} devices added, {len(led.succeeded)} worker successes accepted, "
                            f"{sum(len(a) for a in led.claims.values())} claims, {led.errors_5xx} 5xx, "
-                           f"{lease_expired} sub-tasks failed LEASE_EXPIRED")
+                           f"sub-tasks failed LEASE_EXPIRED: {lease_expired or 'none'}")
     finally:
         load.stop_event.set()
         srv.kill()
@@ -511,8 +517,10 @@ def test_disk_full_refuses_writes_and_heals_without_a_restart(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here (no CAP_SYS_ADMIN?): {res.stderr.strip()}")
     srv = TaskdServer(mnt / "data", name="taskd-diskfull")
     srv.log_path = tmp_path / "taskd-diskfull.log"  # the log must not share the full disk
+    load = None
     try:
         srv.start()
+        pid = srv.proc.pid
         api = Api(srv.url, srv.bootstrap)
         native = NativeClient(srv.url, srv.bootstrap)
         led = Ledger()
@@ -524,15 +532,26 @@ def test_disk_full_refuses_writes_and_heals_without_a_restart(tmp_path):
             seq += 1
             name = f"full_{seq}"
             targets = [f"dev_{i}" for i in range(n_targets)]
-            led.tasks[name] = rec = TaskRec(name, "firmwareUpgrade", targets)
+            rec = TaskRec(name, "firmwareUpgrade", targets)
+            with led.lock:
+                led.tasks[name] = rec
             try:
-                rec.task_id = db_id(api.create(api.upgrade_body(targets, task_name=name)).task_id)
-                return None
+                task_id = db_id(api.create(api.upgrade_body(targets, task_name=name)).task_id)
             except ServiceResponseException as e:
                 return e
+            with led.lock:
+                rec.task_id = task_id
+            return None
 
         for _ in range(5):
             assert create(3) is None
+        # The load runs on through the full disk and its recovery.
+        workdir = tmp_path / "sheets"
+        workdir.mkdir()
+        load = Load(led, srv.bootstrap, workdir, SEED)
+        load.start(srv.url, 0)
+        with led.lock:
+            assert led.lock.wait_for(lambda: led.acks >= 20, timeout=60), "no load before the disk filled"
         filler = mnt / "filler"
         fill(filler)
 
@@ -545,30 +564,40 @@ def test_disk_full_refuses_writes_and_heals_without_a_restart(tmp_path):
         # Writes are refused in the dialect's envelope. Big tasks need new pages; small ones may still fit in
         # space SQLite had already.
         refusal = None
-        for _ in range(40):
+        for tries in range(1, 41):
             refusal = create(3000)
             if refusal is not None:
                 break
         assert refusal is not None, "every write succeeded on a full disk"
         assert refusal.status_code >= 500 and refusal.error_code.startswith("IOTDA."), refusal
-        led.ops["op_full"] = None
+        with led.lock:
+            led.ops["op_full"] = None
         status, body = native.create_operation({"service": "rabbitmq", "instance_id": "rmq-full", "type": "RESTART",
                                                 "params": {"token": "op_full", "pad": "x" * 60000}})
         if status == 201:
-            led.ops["op_full"] = db_id(body["operation_id"])
+            with led.lock:
+                led.ops["op_full"] = db_id(body["operation_id"])
         assert status == 201 or (status >= 500 and body.get("error_code", "").startswith("TASKD.")), (status, body)
         assert srv.proc.poll() is None, "taskd died on a full disk"
 
         filler.unlink()
+        freed = time.monotonic()
         wait_for(lambda: http_get(srv.url + "/readyz")[0] == 200, "/readyz to recover once space is free",
                  deadline_s=30)
+        recovered = time.monotonic() - freed
         assert create(3000) is None, "writes did not resume after space was freed"
         assert create(3) is None
-        pid = srv.proc.pid
+        with led.lock:
+            at = led.acks
+            assert led.lock.wait_for(lambda: led.acks >= at + 20, timeout=60), "the load did not resume"
+        load.stop()
         assert srv.proc.poll() is None and srv.proc.pid == pid  # the same process: no restart
 
         assert_no_problems(check_after_restart(api, led, [t for t in led.tasks.values() if t.task_id is not None]),
                            "after the disk was freed")
+        FIGURES.append(f"disk full (16 MiB tmpfs): a 3,000-target create refused after {tries} tries "
+                       f"({refusal.status_code} {refusal.error_code}), {led.errors_5xx} 5xx to the load, /readyz "
+                       f"200 again {recovered:.1f} s after the space was freed, same process")
         assert srv.stop() == 0
         view = StoreSql.of(srv).snapshot(tmp_path / "check")
         try:
@@ -577,6 +606,8 @@ def test_disk_full_refuses_writes_and_heals_without_a_restart(tmp_path):
         finally:
             view.close()
     finally:
+        if load is not None:
+            load.stop_event.set()
         srv.kill()
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
@@ -610,20 +641,18 @@ def test_postgres_stopped_and_started_under_load(tmp_path, private_postgres):
 
             # While it is down: refusals in each dialect's envelope, within the store's acquire timeout (5 s), far
             # from the 60 s request timeout; readiness says why, liveness stays up.
-            for _ in range(2):
-                began = time.monotonic()
-                name = f"while_down_{mode}_{_}"
-                with led.lock:
-                    led.tasks[name] = TaskRec(name, "firmwareUpgrade", ["dev_1"])
-                with pytest.raises(ServiceResponseException) as down:
-                    api.create(api.upgrade_body(["dev_1"], task_name=name))
-                slowest = max(slowest, time.monotonic() - began)
-                assert down.value.status_code in (500, 503) and down.value.error_code.startswith("IOTDA."), \
-                    down.value
-                began = time.monotonic()
-                status, body = native.claim("pg-down", WORKER_TYPES, 1)
-                slowest = max(slowest, time.monotonic() - began)
-                assert status in (500, 503) and body.get("error_code", "").startswith("TASKD."), (status, body)
+            name = f"while_down_{mode}"
+            with led.lock:
+                led.tasks[name] = TaskRec(name, "firmwareUpgrade", ["dev_1"])
+            began = time.monotonic()
+            with pytest.raises(ServiceResponseException) as down:
+                api.create(api.upgrade_body(["dev_1"], task_name=name))
+            slowest = max(slowest, time.monotonic() - began)
+            assert down.value.status_code in (500, 503) and down.value.error_code.startswith("IOTDA."), down.value
+            began = time.monotonic()
+            status, body = native.claim("pg-down", WORKER_TYPES, 1)
+            slowest = max(slowest, time.monotonic() - began)
+            assert status in (500, 503) and body.get("error_code", "").startswith("TASKD."), (status, body)
             assert slowest < 60, f"a request hung {slowest:.1f} s (past the request timeout) while PostgreSQL was down"
             status, body = wait_for(lambda: (lambda s: s if s[0] == 503 else None)(
                 http_get(srv.url + "/readyz", timeout=15)[::2]), "/readyz to say the database is down", deadline_s=15)
