@@ -70,6 +70,12 @@ class NativeClient:
             "protocol": 2, "worker_id": worker_id, "task_types": list(task_types), "max": max_,
             "lease_seconds": lease_seconds, "wait_seconds": wait_seconds})
 
+    def heartbeat(self, sub_task_id: str, attempt: int, lease_seconds: int = 5, progress: int | None = None):
+        body = {"attempt": attempt, "lease_seconds": lease_seconds}
+        if progress is not None:
+            body["progress"] = progress
+        return self.call("POST", f"/taskd/v1/{self.creds.project_id}/sub-tasks/{sub_task_id}/heartbeat", body)
+
     def results(self, results: list[dict]):
         return self.call("POST", f"/taskd/v1/{self.creds.project_id}/results", {"results": results})
 
