@@ -11,10 +11,15 @@ attached to the report.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from taskd_sdk import LIVE_SERVERS, TASKD_BIN, Api, TaskdServer, device_rows, write_xlsx
+from taskd_sdk import (FIGURES, LIVE_SERVERS, PG_BIN, TASKD_BIN, Api, PrivatePostgres, TaskdServer, device_rows,
+                       write_xlsx)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -27,6 +32,13 @@ def pytest_collection_modifyitems(session, config, items):
             f"The SDK conformance suite cannot run without it.",
             returncode=1,
         )
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures measured")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 # ---- attach the server log of the failing test ----------------------------------------------------------------
@@ -124,3 +136,19 @@ def big_sheets(tmp_path_factory):
 def device_xlsx(tmp_path):
     return write_xlsx(tmp_path / "devices.xlsx", ["node_id", "product_id", "device_id", "device_name", "description",
                                                   "app_id", "secret", "gateway_id"], list(device_rows(3)))
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL 15 cluster of the test's own, free to stop and start (the suite's shared server is not)."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"no PostgreSQL 15 server binaries ({PG_BIN}/initdb) to run a private cluster")
+    # Not under pytest's tmp_path: as root that is private to root, and the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="taskd-pg-"))
+    pg = PrivatePostgres(root)
+    yield pg
+    try:
+        pg.stop()
+    except subprocess.CalledProcessError:
+        pass
+    shutil.rmtree(root, ignore_errors=True)

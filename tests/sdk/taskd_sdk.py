@@ -140,6 +140,9 @@ def http_get(url: str, timeout: float = 2.0):
 
 LIVE_SERVERS: list["TaskdServer"] = []
 
+# Figures a test measured (rounds, time, counts), printed at the end of the run (conftest.py).
+FIGURES: list[str] = []
+
 
 # When set (scripts/test sets it), every server gets a fresh PostgreSQL database on this
 # server instead of an SQLite data dir: the whole suite then runs against PostgreSQL.
@@ -600,3 +603,43 @@ def closed_window() -> tuple[str, str]:
     """A maintenance window (UTC) that opens in two hours, so it is closed for the whole test."""
     now = utc_now()
     return hh_mm(now + timedelta(hours=2)), hh_mm(now + timedelta(hours=3))
+
+
+# ---- a private PostgreSQL cluster -------------------------------------------------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster of our own (initdb in a temp dir, its own port), so stopping it disturbs no
+    other test. As root, the server runs as the `postgres` user (it refuses root)."""
+
+    def __init__(self, root: Path):
+        self.dir = root / "pgdata"
+        self.port = free_port()
+        self.socket_dir = root / "pgsock"
+        self.socket_dir.mkdir()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            import shutil
+
+            shutil.chown(root, "postgres")
+            shutil.chown(self.socket_dir, "postgres")
+        self._run(PG_BIN / "initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd):
+        subprocess.run(self.as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+
+    def start(self):
+        self._run(PG_BIN / "pg_ctl", "-D", self.dir, "-w", "-l", self.dir.parent / "pg.log",
+                  "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "fast"):
+        """`fast`: disconnect clients, shut down cleanly; `immediate`: quit at once (crash recovery on start)."""
+        self._run(PG_BIN / "pg_ctl", "-D", self.dir, "-w", "-m", mode, "stop")

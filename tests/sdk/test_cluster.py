@@ -7,17 +7,15 @@ Runs in the PostgreSQL pass of scripts/test (TASKD_SDK_POSTGRES_URL); the embedd
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from huaweicloudsdkiotda.v5 import ListDevicesRequest
 
-from taskd_sdk import (POSTGRES_URL, TASKD_BIN, Api, Creds, TaskdServer, free_port, new_ak, new_project_id, new_sk,
-                       progress, wait_for, write_xlsx)
+from taskd_sdk import (POSTGRES_URL, TASKD_BIN, Api, Creds, TaskdServer, new_ak, new_project_id, new_sk, progress,
+                       wait_for, write_xlsx)
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="a cluster shares a PostgreSQL database "
                                                           "(the PostgreSQL pass of scripts/test runs it)")
@@ -154,60 +152,6 @@ def test_maintenance_fails_over_to_a_new_leader(cluster, tmp_path):
 
 
 # ---- a PostgreSQL restart -----------------------------------------------------------------------------------------
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-class PrivatePostgres:
-    """A throwaway PostgreSQL cluster of our own (initdb in a temp dir, its own port), so restarting it disturbs no
-    other test. As root, the server runs as the `postgres` user (it refuses root)."""
-
-    def __init__(self, root: Path):
-        self.dir = root / "pgdata"
-        self.port = free_port()
-        self.socket_dir = root / "pgsock"
-        self.socket_dir.mkdir()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if _is_root() else []
-        if self.as_user:
-            shutil.chown(root, "postgres")
-            shutil.chown(self.socket_dir, "postgres")
-        self._run(PG_BIN / "initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync")
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *cmd):
-        subprocess.run(self.as_user + [str(c) for c in cmd], check=True, capture_output=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
-
-    def start(self):
-        self._run(PG_BIN / "pg_ctl", "-D", self.dir, "-w", "-l", self.dir.parent / "pg.log",
-                  "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-
-    def stop(self):
-        self._run(PG_BIN / "pg_ctl", "-D", self.dir, "-w", "-m", "fast", "stop")
-
-
-def _is_root() -> bool:
-    import os
-    return os.geteuid() == 0
-
-
-@pytest.fixture
-def private_postgres():
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("no PostgreSQL 15 server binaries to run a private cluster")
-    # Not under pytest's tmp_path: as root that is private to root, and the server runs as `postgres`.
-    root = Path(tempfile.mkdtemp(prefix="taskd-pg-"))
-    pg = PrivatePostgres(root)
-    yield pg
-    try:
-        pg.stop()
-    except subprocess.CalledProcessError:
-        pass
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_postgres_restart_mid_task_is_survived(tmp_path, private_postgres):
