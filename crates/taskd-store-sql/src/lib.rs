@@ -8,8 +8,14 @@
 //! holds the decision half of per-target control ops.
 
 pub mod control_plan;
+pub mod credentials;
 pub mod devices;
+pub mod driver;
+pub mod files;
+pub mod legacy;
+pub mod operations;
 pub mod run_plan;
+pub mod tasks;
 
 use taskd_core::{
     Credential, Id, OpService, OperateWindow, Operation, Progress, RetryPolicy, SubTask,

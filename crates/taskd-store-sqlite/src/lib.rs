@@ -33,18 +33,17 @@
 
 mod bench_seed;
 mod control;
-mod credentials;
 mod devices;
+mod driver;
 #[cfg(feature = "fault-injection")]
 mod fault;
-mod files;
 mod health;
 mod legacy;
-mod operations;
 mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
 mod tasks;
+use taskd_store_sql::{credentials, files, operations};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -636,42 +635,42 @@ impl Store for SqliteStore {
 
     async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {
         app.check_text()?;
-        legacy::app_put(self, app).await
+        taskd_store_sql::legacy::app_put(self, app).await
     }
 
     async fn legacy_app_get(&self, app_id: &str) -> StoreResult<Option<LegacyApp>> {
         if text::finds_nothing([app_id]) {
             return Ok(None);
         }
-        legacy::app_get(self, app_id).await
+        taskd_store_sql::legacy::app_get(self, app_id).await
     }
 
     async fn legacy_app_list(&self) -> StoreResult<Vec<LegacyApp>> {
-        legacy::app_list(self).await
+        taskd_store_sql::legacy::app_list(self).await
     }
 
     async fn legacy_app_revoke(&self, app_id: &str, now: Timestamp) -> StoreResult<bool> {
         if text::finds_nothing([app_id]) {
             return Ok(false);
         }
-        legacy::app_revoke(self, app_id, now).await
+        taskd_store_sql::legacy::app_revoke(self, app_id, now).await
     }
 
     async fn legacy_tokens_put(&self, tokens: &LegacyTokens) -> StoreResult<bool> {
         tokens.check_text()?;
-        legacy::tokens_put(self, tokens).await
+        taskd_store_sql::legacy::tokens_put(self, tokens).await
     }
 
     async fn legacy_tokens_get(&self, app_id: &str) -> StoreResult<Option<LegacyTokens>> {
         if text::finds_nothing([app_id]) {
             return Ok(None);
         }
-        legacy::tokens_get(self, app_id).await
+        taskd_store_sql::legacy::tokens_get(self, app_id).await
     }
 
     async fn legacy_rate_hit(&self, app_id: &str, window_start: Timestamp) -> StoreResult<i64> {
         text::check("appId", app_id)?;
-        legacy::rate_hit(self, app_id, window_start).await
+        taskd_store_sql::legacy::rate_hit(self, app_id, window_start).await
     }
 
     async fn device_attributes_put(
@@ -684,7 +683,7 @@ impl Store for SqliteStore {
         if text::scope_finds_nothing(scope, [device_id]) {
             return Ok(false);
         }
-        legacy::attributes_put(self, scope, device_id, attributes).await
+        taskd_store_sql::legacy::attributes_put(self, scope, device_id, attributes).await
     }
 
     async fn device_attributes_get(
@@ -701,9 +700,9 @@ impl Store for SqliteStore {
                 .filter(|d| !text::has_nul(d))
                 .cloned()
                 .collect();
-            return legacy::attributes_get(self, scope, &ids).await;
+            return taskd_store_sql::legacy::attributes_get(self, scope, &ids).await;
         }
-        legacy::attributes_get(self, scope, device_ids).await
+        taskd_store_sql::legacy::attributes_get(self, scope, device_ids).await
     }
 
     async fn legacy_task_insert(
@@ -720,7 +719,7 @@ impl Store for SqliteStore {
         if text::scope_finds_nothing(scope, []) {
             return Ok(None);
         }
-        legacy::task_get(self, scope, id).await
+        taskd_store_sql::legacy::task_get(self, scope, id).await
     }
 
     async fn legacy_task_list(
@@ -740,7 +739,7 @@ impl Store for SqliteStore {
         ) {
             return Ok(Page::empty());
         }
-        legacy::task_list(self, params).await
+        taskd_store_sql::legacy::task_list(self, params).await
     }
 
     async fn close(&self) {

@@ -1,0 +1,178 @@
+//! The PostgreSQL side of the shared store logic's seam (`taskd_store_sql::driver`): how
+//! a statement is bound and run here, the write transaction, the advisory locks, and the
+//! text of the statements PostgreSQL says differently.
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres};
+use taskd_store::StoreResult;
+use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
+
+use crate::{PgStore, db};
+
+/// A `READ COMMITTED` write transaction; its row and advisory locks serialise writers.
+pub struct PgTx(pub(crate) sqlx::Transaction<'static, Postgres>);
+
+/// A pooled connection for one-statement reads.
+pub struct PgRead(PoolConnection<Postgres>);
+
+/// Binds `args` in order. A list goes in as an array, for `= ANY($n)`.
+fn bound<'q>(sql: &'q str, args: Vec<Arg<'q>>) -> Query<'q, Postgres, PgArguments> {
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for arg in args {
+        query = match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::OptInt(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::OptText(v) => query.bind(v),
+            Arg::Bool(v) => query.bind(v),
+            Arg::Ints(v) => query.bind(v),
+            Arg::Texts(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+async fn execute(conn: &mut PgConnection, stmt: Stmt<'_>) -> StoreResult<u64> {
+    let (sql, args) = stmt.into_parts();
+    let done = bound(&sql, args).execute(conn).await.map_err(db)?;
+    Ok(done.rows_affected())
+}
+
+async fn fetch_all<R: SqlRow>(conn: &mut PgConnection, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+    let (sql, args) = stmt.into_parts();
+    let rows = bound(&sql, args).fetch_all(&mut *conn).await.map_err(db)?;
+    rows.iter()
+        .map(|row| R::from_row(row).map_err(db))
+        .collect()
+}
+
+async fn fetch_optional<R: SqlRow>(
+    conn: &mut PgConnection,
+    stmt: Stmt<'_>,
+) -> StoreResult<Option<R>> {
+    let (sql, args) = stmt.into_parts();
+    let row = bound(&sql, args)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    row.map(|row| R::from_row(&row).map_err(db)).transpose()
+}
+
+#[async_trait]
+impl Conn for PgTx {
+    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        execute(&mut self.0, stmt).await
+    }
+
+    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+        fetch_all(&mut self.0, stmt).await
+    }
+
+    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
+        fetch_optional(&mut self.0, stmt).await
+    }
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn commit(self) -> StoreResult<()> {
+        self.0.commit().await.map_err(db)
+    }
+
+    async fn rollback(self) -> StoreResult<()> {
+        self.0.rollback().await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl Conn for PgRead {
+    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        execute(&mut self.0, stmt).await
+    }
+
+    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+        fetch_all(&mut self.0, stmt).await
+    }
+
+    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
+        fetch_optional(&mut self.0, stmt).await
+    }
+}
+
+/// The first key of each class of advisory lock (the second is a hash of the key).
+const fn lock_class(lock: KeyLock) -> i32 {
+    match lock {
+        // Spells "tskf".
+        KeyLock::Files => 0x7473_6b66,
+    }
+}
+
+#[async_trait]
+impl Driver for PgStore {
+    type Tx = PgTx;
+    type Read = PgRead;
+
+    async fn begin_write(&self) -> StoreResult<PgTx> {
+        crate::begin_write(self).await.map(PgTx)
+    }
+
+    async fn begin_read(&self) -> StoreResult<PgTx> {
+        crate::begin_read(self).await.map(PgTx)
+    }
+
+    async fn write_one(&self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        execute(&mut conn, stmt).await
+    }
+
+    async fn read(&self) -> StoreResult<PgRead> {
+        self.pool.acquire().await.map(PgRead).map_err(db)
+    }
+
+    async fn lock_key(tx: &mut PgTx, lock: KeyLock, key: &[&str]) -> StoreResult<()> {
+        // Held until the transaction ends, on every node. A hash collision only makes two
+        // keys take turns. The parts are joined with a separator no key holds.
+        let key = key.join("\u{1f}");
+        tx.execute(
+            Stmt::new("SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), hashtext($2))")
+                .bind(i64::from(lock_class(lock)))
+                .bind(&*key),
+        )
+        .await?;
+        Ok(())
+    }
+
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    fn in_list(param: usize) -> String {
+        format!("= ANY(${param})")
+    }
+
+    fn sql(which: DialectSql) -> &'static str {
+        match which {
+            DialectSql::CredentialList => {
+                "SELECT access_key, secret_key, project_id, created_at, revoked_at \
+                 FROM credentials ORDER BY created_at, seq"
+            }
+            DialectSql::AttributesOfDevices => {
+                "SELECT d.device_id, a.device_type, a.model, a.manufacturer_name \
+                 FROM unnest($3::TEXT[]) WITH ORDINALITY AS j (device_id, ord) \
+                 JOIN devices d ON d.project_id = $1 AND d.instance_id = $2 \
+                   AND d.device_id = j.device_id COLLATE \"C\" \
+                 LEFT JOIN legacy_device_attributes a ON a.project_id = d.project_id \
+                   AND a.instance_id = d.instance_id AND a.device_id = d.device_id \
+                 ORDER BY j.ord"
+            }
+            DialectSql::PurgePick => concat!(
+                "SELECT ",
+                taskd_store_sql::task_columns!(),
+                " FROM tasks \
+                 WHERE state IN ('succeeded', 'failed', 'partially_succeeded', 'stopped') \
+                 AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+        }
+    }
+}

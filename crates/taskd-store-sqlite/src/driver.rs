@@ -1,0 +1,163 @@
+//! The SQLite side of the shared store logic's seam (`taskd_store_sql::driver`): how a
+//! statement is bound and run here, the write transaction, and the text of the
+//! statements SQLite says differently.
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
+use taskd_store::StoreResult;
+use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
+
+use crate::{SqliteStore, db};
+
+/// A `BEGIN IMMEDIATE` transaction on the writer.
+pub struct SqliteTx(pub(crate) sqlx::Transaction<'static, Sqlite>);
+
+/// A reader connection from the pool.
+pub struct SqliteRead(PoolConnection<Sqlite>);
+
+/// Binds `args` in order. A list goes in as JSON text, read by `json_each`.
+fn bound<'q>(sql: &'q str, args: Vec<Arg<'q>>) -> Query<'q, Sqlite, SqliteArguments> {
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for arg in args {
+        query = match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::OptInt(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::OptText(v) => query.bind(v),
+            Arg::Bool(v) => query.bind(v),
+            // A slice of integers or strings always serialises.
+            Arg::Ints(v) => query.bind(serde_json::to_string(v).unwrap_or_default()),
+            Arg::Texts(v) => query.bind(serde_json::to_string(v).unwrap_or_default()),
+        };
+    }
+    query
+}
+
+async fn execute(conn: &mut SqliteConnection, stmt: Stmt<'_>) -> StoreResult<u64> {
+    let (sql, args) = stmt.into_parts();
+    let done = bound(&sql, args).execute(conn).await.map_err(db)?;
+    Ok(done.rows_affected())
+}
+
+async fn fetch_all<R: SqlRow>(conn: &mut SqliteConnection, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+    let (sql, args) = stmt.into_parts();
+    let rows = bound(&sql, args).fetch_all(&mut *conn).await.map_err(db)?;
+    rows.iter()
+        .map(|row| R::from_row(row).map_err(db))
+        .collect()
+}
+
+async fn fetch_optional<R: SqlRow>(
+    conn: &mut SqliteConnection,
+    stmt: Stmt<'_>,
+) -> StoreResult<Option<R>> {
+    let (sql, args) = stmt.into_parts();
+    let row = bound(&sql, args)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    row.map(|row| R::from_row(&row).map_err(db)).transpose()
+}
+
+#[async_trait]
+impl Conn for SqliteTx {
+    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        execute(&mut self.0, stmt).await
+    }
+
+    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+        fetch_all(&mut self.0, stmt).await
+    }
+
+    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
+        fetch_optional(&mut self.0, stmt).await
+    }
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn commit(self) -> StoreResult<()> {
+        self.0.commit().await.map_err(db)
+    }
+
+    async fn rollback(self) -> StoreResult<()> {
+        self.0.rollback().await.map_err(db)
+    }
+}
+
+#[async_trait]
+impl Conn for SqliteRead {
+    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        execute(&mut self.0, stmt).await
+    }
+
+    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+        fetch_all(&mut self.0, stmt).await
+    }
+
+    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
+        fetch_optional(&mut self.0, stmt).await
+    }
+}
+
+#[async_trait]
+impl Driver for SqliteStore {
+    type Tx = SqliteTx;
+    type Read = SqliteRead;
+
+    async fn begin_write(&self) -> StoreResult<SqliteTx> {
+        crate::begin_write(self).await.map(SqliteTx)
+    }
+
+    async fn begin_read(&self) -> StoreResult<SqliteTx> {
+        crate::begin_read(self).await.map(SqliteTx)
+    }
+
+    async fn write_one(&self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        let mut conn = self.writer.acquire().await.map_err(db)?;
+        execute(&mut conn, stmt).await
+    }
+
+    async fn read(&self) -> StoreResult<SqliteRead> {
+        self.reader.acquire().await.map(SqliteRead).map_err(db)
+    }
+
+    async fn lock_key(_tx: &mut SqliteTx, _lock: KeyLock, _key: &[&str]) -> StoreResult<()> {
+        // Every write transaction holds the database's one write lock already.
+        Ok(())
+    }
+
+    const FOR_UPDATE: &'static str = "";
+
+    fn in_list(param: usize) -> String {
+        format!("IN (SELECT value FROM json_each(${param}))")
+    }
+
+    fn sql(which: DialectSql) -> &'static str {
+        match which {
+            DialectSql::CredentialList => {
+                "SELECT access_key, secret_key, project_id, created_at, revoked_at \
+                 FROM credentials ORDER BY created_at, rowid"
+            }
+            DialectSql::AttributesOfDevices => {
+                "SELECT d.device_id, a.device_type, a.model, a.manufacturer_name \
+                 FROM json_each($3) j \
+                 JOIN devices d ON d.project_id = $1 AND d.instance_id = $2 \
+                   AND d.device_id = j.value \
+                 LEFT JOIN legacy_device_attributes a ON a.project_id = d.project_id \
+                   AND a.instance_id = d.instance_id AND a.device_id = d.device_id \
+                 ORDER BY j.key"
+            }
+            DialectSql::PurgePick => concat!(
+                "SELECT ",
+                taskd_store_sql::task_columns!(),
+                " FROM tasks INDEXED BY tasks_finished \
+                 WHERE state IN ('succeeded', 'failed', 'partially_succeeded', 'stopped') \
+                 AND updated_at < $1 ORDER BY updated_at LIMIT $2"
+            ),
+        }
+    }
+}
