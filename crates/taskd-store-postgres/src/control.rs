@@ -18,10 +18,10 @@ use taskd_store_sql::control_plan::plan_targets;
 
 use crate::rows::{corrupt, parse_sub_task_state};
 use crate::tasks::{count_move, load_for_update};
-use crate::{PgStore, begin_write, db, give_up};
+use crate::{PgDriver, begin_write, db, give_up};
 
 pub(crate) async fn task_control(
-    store: &PgStore,
+    store: &PgDriver,
     params: TaskControlParams,
 ) -> StoreResult<TaskControlOutcome> {
     let TaskControlParams {

@@ -32,7 +32,7 @@ use taskd_store::{
 
 use crate::rows::devices::{DeviceRow, GroupRow, space_key};
 use crate::rows::{corrupt, device_columns, group_columns};
-use crate::{PgStore, begin_read, begin_write, db, give_up};
+use crate::{PgDriver, begin_read, begin_write, db, give_up};
 
 type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
 
@@ -376,7 +376,7 @@ async fn unfreeze(
 /// Applies `effect` in a write transaction of its own and returns the device after it
 /// (`None` once deleted).
 async fn write(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     effect: DeviceEffect,
     now: Timestamp,
@@ -405,13 +405,13 @@ fn written(after: Result<Option<Device>, RegistryRefusal>) -> Refusable<Device> 
     }
 }
 
-pub(crate) async fn insert(store: &PgStore, new: NewDevice, now: Timestamp) -> Refusable<Device> {
+pub(crate) async fn insert(store: &PgDriver, new: NewDevice, now: Timestamp) -> Refusable<Device> {
     let scope = new.scope.clone();
     written(write(store, &scope, DeviceEffect::Create(new), now).await?)
 }
 
 pub(crate) async fn update(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     device_id: &str,
     update: DeviceUpdate,
@@ -425,7 +425,7 @@ pub(crate) async fn update(
 }
 
 pub(crate) async fn delete(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     device_id: &str,
     now: Timestamp,
@@ -437,7 +437,7 @@ pub(crate) async fn delete(
 }
 
 pub(crate) async fn set_frozen(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     device_id: &str,
     frozen: bool,
@@ -453,7 +453,7 @@ pub(crate) async fn set_frozen(
 }
 
 pub(crate) async fn get(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     device_id: &str,
 ) -> StoreResult<Option<Device>> {
@@ -543,7 +543,7 @@ pub(crate) fn device_count_sql(s: DeviceShape) -> String {
     )
 }
 
-pub(crate) async fn list(store: &PgStore, params: &DeviceListParams) -> StoreResult<Page<Device>> {
+pub(crate) async fn list(store: &PgDriver, params: &DeviceListParams) -> StoreResult<Page<Device>> {
     let DeviceListParams {
         scope,
         filter: f,
@@ -681,7 +681,7 @@ async fn count(
 }
 
 pub(crate) async fn group_insert(
-    store: &PgStore,
+    store: &PgDriver,
     new: NewDeviceGroup,
     now: Timestamp,
 ) -> Refusable<DeviceGroup> {
@@ -758,7 +758,7 @@ pub(crate) async fn group_insert(
 }
 
 pub(crate) async fn group_get(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     group_id: &str,
 ) -> StoreResult<Option<DeviceGroup>> {
@@ -818,7 +818,7 @@ pub(crate) fn group_count_sql(s: GroupShape) -> String {
 }
 
 pub(crate) async fn group_list(
-    store: &PgStore,
+    store: &PgDriver,
     params: &GroupListParams,
 ) -> StoreResult<Page<DeviceGroup>> {
     let GroupListParams {
@@ -873,7 +873,7 @@ pub(crate) async fn group_list(
 }
 
 pub(crate) async fn group_delete(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     group_id: &str,
 ) -> Refusable<()> {
@@ -916,7 +916,7 @@ pub(crate) const IS_MEMBER_SQL: &str = "SELECT EXISTS (SELECT 1 FROM device_grou
      WHERE project_id = $1 AND instance_id = $2 AND group_id = $3 AND device_id = $4)";
 
 pub(crate) async fn group_set_member(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     group_id: &str,
     device_id: &str,
@@ -1005,7 +1005,7 @@ pub(crate) async fn group_set_member(
 }
 
 pub(crate) async fn group_members(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     group_ids: &[String],
 ) -> StoreResult<Result<Vec<String>, String>> {

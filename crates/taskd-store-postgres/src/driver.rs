@@ -2,15 +2,19 @@
 //! a statement is bound and run here, the write transaction, the advisory locks, and the
 //! text of the statements PostgreSQL says differently.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres};
-use taskd_store::StoreResult;
+use taskd_core::Timestamp;
+use taskd_store::{StoreError, StoreResult};
 use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
+use tokio::sync::Notify;
 
-use crate::{PgStore, db};
+use crate::{PgDriver, db};
 
 /// A `READ COMMITTED` write transaction; its row and advisory locks serialise writers.
 pub struct PgTx(pub(crate) sqlx::Transaction<'static, Postgres>);
@@ -111,7 +115,7 @@ const fn lock_class(lock: KeyLock) -> i32 {
 }
 
 #[async_trait]
-impl Driver for PgStore {
+impl Driver for PgDriver {
     type Tx = PgTx;
     type Read = PgRead;
 
@@ -143,6 +147,26 @@ impl Driver for PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
+        // One statement, one transaction of its own, on a connection of the pool every
+        // write uses; the database's disk is not ours to measure.
+        let done = self
+            .write_one(Stmt::new("UPDATE health SET checked_at = $1 WHERE id = 1").bind(now.0))
+            .await?;
+        if done != 1 {
+            return Err(StoreError::Corrupt("the health row is missing".into()));
+        }
+        Ok(())
+    }
+
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        Some(self.ready.clone())
+    }
+
+    async fn close(&self) {
+        PgDriver::close(self).await;
     }
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";

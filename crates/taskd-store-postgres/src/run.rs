@@ -27,7 +27,7 @@ use taskd_store_sql::{corrupt, parse_sub_task_state};
 
 use crate::control::write_task;
 use crate::tasks::{count_move, load_by_id_for_update};
-use crate::{PgStore, begin_write, db, give_up};
+use crate::{PgDriver, begin_write, db, give_up};
 
 /// The advisory lock key that serialises claims across nodes ("taskd.claim").
 const CLAIM_LOCK_KEY: i64 = 0x7461_736b_642e_636c;
@@ -66,7 +66,7 @@ pub(crate) const HAS_READY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM sub_tasks \
      WHERE task_id = $1 AND state = 'waiting' AND ready_at IS NOT NULL)";
 
 pub(crate) async fn claim(
-    store: &PgStore,
+    store: &PgDriver,
     params: ClaimParams,
 ) -> StoreResult<Vec<ClaimedSubTask>> {
     let ClaimParams {
@@ -194,7 +194,7 @@ pub(crate) const HEARTBEAT_SQL: &str = "UPDATE sub_tasks s SET lease_until = $1,
                                       WHERE t.id = s.task_id AND t.project_id = $6))";
 
 pub(crate) async fn heartbeat(
-    store: &PgStore,
+    store: &PgDriver,
     p: HeartbeatParams,
 ) -> StoreResult<Option<Timestamp>> {
     let mut conn = store.pool.acquire().await.map_err(db)?;
@@ -239,7 +239,7 @@ struct ResultRows {
 }
 
 pub(crate) async fn report(
-    store: &PgStore,
+    store: &PgDriver,
     params: ReportParams,
 ) -> StoreResult<Vec<ReportOutcome>> {
     let ReportParams {
@@ -368,7 +368,7 @@ pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id, lease_expiries 
      WHERE state = 'processing' AND lease_until < $1 ORDER BY lease_until LIMIT $2";
 
 pub(crate) async fn maintain(
-    store: &PgStore,
+    store: &PgDriver,
     now: Timestamp,
     max_rows: u32,
 ) -> StoreResult<MaintenanceReport> {
@@ -390,7 +390,7 @@ pub(crate) async fn maintain(
 /// failed (`TIMEOUT`), with the counters; each task locked in id order first. Returns
 /// (tasks, sub-tasks) ended.
 async fn expire_deadlines(
-    store: &PgStore,
+    store: &PgDriver,
     now: Timestamp,
     max_tasks: u32,
 ) -> StoreResult<(u64, u64)> {
@@ -452,7 +452,7 @@ const ABANDON_SQL: &str = "UPDATE sub_tasks SET state = 'failed', \
 /// keeps its due time, which is not later than now). An expired lease counts against
 /// the sub-task; at `LEASE_EXPIRIES_BEFORE_FAILURE` it fails instead.
 async fn requeue(
-    store: &PgStore,
+    store: &PgDriver,
     what: Requeue,
     now: Timestamp,
     max_rows: u32,
@@ -540,7 +540,7 @@ pub(crate) const NEXT_DUE_SQL: &str = "SELECT LEAST( \
      (SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing'), \
      (SELECT MIN(deadline_at) FROM task_deadlines WHERE pending))";
 
-pub(crate) async fn next_due(store: &PgStore, now: Timestamp) -> StoreResult<Option<Timestamp>> {
+pub(crate) async fn next_due(store: &PgDriver, now: Timestamp) -> StoreResult<Option<Timestamp>> {
     let mut conn = store.pool.acquire().await.map_err(db)?;
     let due: Option<i64> = sqlx::query_scalar(NEXT_DUE_SQL)
         .bind(now.0)
@@ -557,7 +557,7 @@ const LEADER_ACQUIRE_SQL: &str = "INSERT INTO leaders (name, holder, until) VALU
 /// One statement: `INSERT ... ON CONFLICT DO UPDATE ... WHERE` takes the row lock, so of
 /// two nodes racing for a lapsed term exactly one updates the row.
 pub(crate) async fn leader_acquire(
-    store: &PgStore,
+    store: &PgDriver,
     p: &taskd_store::LeaderParams,
 ) -> StoreResult<bool> {
     let won = sqlx::query(LEADER_ACQUIRE_SQL)
@@ -572,7 +572,7 @@ pub(crate) async fn leader_acquire(
     Ok(won == 1)
 }
 
-pub(crate) async fn leader_release(store: &PgStore, name: &str, holder: &str) -> StoreResult<()> {
+pub(crate) async fn leader_release(store: &PgDriver, name: &str, holder: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM leaders WHERE name = $1 AND holder = $2")
         .bind(name)
         .bind(holder)

@@ -8,21 +8,17 @@ use taskd_store::{
 };
 
 use crate::rows::{SubTaskRow, TaskRow, corrupt, sub_task_columns, task_columns};
-use crate::{PgStore, begin_read, begin_write, db, give_up};
+use crate::{PgDriver, begin_read, begin_write, db, give_up};
 
 /// Hands out `n + 1` ids (a task and its `n` sub-tasks) and returns the last. The row
 /// lock this takes is held until commit: it orders every task insert on every node.
 pub(crate) const ALLOCATE_SQL: &str = "UPDATE id_allocator \
      SET last_id = GREATEST(last_id + 1, $1) + $2 WHERE singleton = 0 RETURNING last_id";
 
-pub(crate) async fn insert(store: &PgStore, params: TaskInsertParams) -> StoreResult<Task> {
-    insert_with(store, params, None).await
-}
-
 /// Inserts a task; with a legacy operation, records it (and its deadline) in the same
 /// transaction.
 pub(crate) async fn insert_with(
-    store: &PgStore,
+    store: &PgDriver,
     params: TaskInsertParams,
     legacy: Option<&taskd_store::LegacyOperation>,
 ) -> StoreResult<Task> {
@@ -235,7 +231,7 @@ async fn load_with(
         .transpose()
 }
 
-pub(crate) async fn get(store: &PgStore, scope: &TaskScope, id: Id) -> StoreResult<Option<Task>> {
+pub(crate) async fn get(store: &PgDriver, scope: &TaskScope, id: Id) -> StoreResult<Option<Task>> {
     let mut conn = store.pool.acquire().await.map_err(db)?;
     load(&mut conn, scope, id).await
 }
@@ -307,7 +303,7 @@ pub(crate) fn count_sql(app: bool, kind: bool, state: bool) -> String {
     sql
 }
 
-pub(crate) async fn list(store: &PgStore, params: &TaskListParams) -> StoreResult<Page<Task>> {
+pub(crate) async fn list(store: &PgDriver, params: &TaskListParams) -> StoreResult<Page<Task>> {
     let TaskListParams {
         scope,
         filter,
@@ -378,7 +374,7 @@ pub(crate) const SUB_TASK_BY_TARGET_SQL: &str = concat!(
 );
 
 pub(crate) async fn sub_task_list(
-    store: &PgStore,
+    store: &PgDriver,
     params: &SubTaskListParams,
 ) -> StoreResult<Option<Page<SubTask>>> {
     let SubTaskListParams {
@@ -446,7 +442,7 @@ fn on_page(id: Id, page: &PageRequest, index: u32) -> bool {
 }
 
 pub(crate) async fn delete(
-    store: &PgStore,
+    store: &PgDriver,
     scope: &TaskScope,
     id: Id,
 ) -> StoreResult<TaskDeleteOutcome> {

@@ -16,7 +16,7 @@ use crate::control::{FIND_SQL, MOVE_ALL_SQL, MOVE_IDS_SQL};
 use crate::tasks::{
     AppFilter, SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, list_sql,
 };
-use crate::{PgStore, PgStoreOptions};
+use crate::{PgDriver, PgStoreOptions};
 
 const NOW: Timestamp = Timestamp(1_767_225_600_000);
 
@@ -66,7 +66,7 @@ fn targets(n: usize) -> Vec<NewSubTask> {
 }
 
 /// The plan of `sql` with its parameters bound, one line per node.
-async fn plan(store: &PgStore, sql: &str, binds: Vec<Bind<'_>>) -> String {
+async fn plan(store: &PgDriver, sql: &str, binds: Vec<Bind<'_>>) -> String {
     let explain = format!("EXPLAIN {sql}");
     let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(explain));
     for b in binds {
@@ -126,9 +126,7 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
         url: url.clone(),
         schema: schema.clone(),
     };
-    let store = PgStore::connect_with(&url, &options)
-        .await
-        .expect("connect");
+    let store = crate::connect_with(&url, &options).await.expect("connect");
     let setting = "SELECT current_setting('plan_cache_mode') || ' ' || current_setting('search_path') \
          || ' ' || current_setting('idle_in_transaction_session_timeout')";
     let outside: String = sqlx::query_scalar(setting)
@@ -362,7 +360,7 @@ impl Drop for DropSchema {
 }
 
 /// A store in a schema of its own, dropped with the guard.
-async fn fresh_store(suffix: &str) -> Option<(PgStore, DropSchema)> {
+async fn fresh_store(suffix: &str) -> Option<(crate::PgStore, DropSchema)> {
     let url = database_url()?;
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -377,9 +375,7 @@ async fn fresh_store(suffix: &str) -> Option<(PgStore, DropSchema)> {
         schema: Some(schema),
         ..PgStoreOptions::default()
     };
-    let store = PgStore::connect_with(&url, &options)
-        .await
-        .expect("connect");
+    let store = crate::connect_with(&url, &options).await.expect("connect");
     Some((store, guard))
 }
 
@@ -397,7 +393,7 @@ async fn registry_statements_have_index_paths() {
     let Some((store, _drop)) = fresh_store("registry_plans").await else {
         return;
     };
-    async fn plan_of(store: &PgStore, sql: &str, params: usize) -> String {
+    async fn plan_of(store: &PgDriver, sql: &str, params: usize) -> String {
         let mut tx = crate::begin_read(store).await.unwrap();
         for setting in [
             "SET LOCAL enable_seqscan = off",

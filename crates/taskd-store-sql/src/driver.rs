@@ -18,11 +18,23 @@
 
 use std::borrow::Cow;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use taskd_store::{StoreError, StoreResult};
+use taskd_core::{
+    Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, SubTask, Task, TaskScope,
+    Timestamp,
+};
+use taskd_store::{
+    ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
+    LegacyOperation, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams,
+    StoreError, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
+    TaskDeleteOutcome, TaskInsertParams, TaskListParams,
+};
+use tokio::sync::Notify;
 
 /// A value bound to one statement parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,4 +280,88 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Takes `lock` for `key` until the end of `tx` (see [`KeyLock`]).
     async fn lock_key(tx: &mut Self::Tx, lock: KeyLock, key: &[&str]) -> StoreResult<()>;
+
+    /// Readiness: whether a write can commit now (`Store::check_writable`).
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()>;
+
+    /// Woken when another node releases work (`Store::wakeups`); `None` when the backend
+    /// has no way to hear of it.
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        None
+    }
+
+    /// Graceful shutdown (`Store::close`).
+    async fn close(&self);
+}
+
+/// What a registry write refused, or the registry value.
+pub type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
+
+/// The use cases each backend still writes itself, in its own modules (tasks, control,
+/// run, devices). They move into this crate one module at a time, each written once over
+/// [`Driver`], and this trait shrinks until it is gone.
+#[async_trait]
+pub trait BackendUseCases: Send + Sync {
+    async fn task_insert(
+        &self,
+        params: TaskInsertParams,
+        legacy: Option<&LegacyOperation>,
+    ) -> StoreResult<Task>;
+    async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<Task>>;
+    async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<Task>>;
+    async fn sub_task_list(&self, params: &SubTaskListParams)
+    -> StoreResult<Option<Page<SubTask>>>;
+    async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome>;
+    async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome>;
+    async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
+    async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>>;
+    async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;
+    async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport>;
+    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
+    async fn leader_acquire(&self, params: &LeaderParams) -> StoreResult<bool>;
+    async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()>;
+    async fn device_insert(&self, new: NewDevice, now: Timestamp) -> Refusable<Device>;
+    async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>>;
+    async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>>;
+    async fn device_update(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        update: DeviceUpdate,
+        now: Timestamp,
+    ) -> Refusable<Device>;
+    async fn device_delete(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+    ) -> Refusable<()>;
+    async fn device_set_frozen(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        frozen: bool,
+        now: Timestamp,
+    ) -> Refusable<()>;
+    async fn group_insert(&self, new: NewDeviceGroup, now: Timestamp) -> Refusable<DeviceGroup>;
+    async fn group_get(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+    ) -> StoreResult<Option<DeviceGroup>>;
+    async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>>;
+    async fn group_delete(&self, scope: &TaskScope, group_id: &str) -> Refusable<()>;
+    async fn group_set_member(
+        &self,
+        scope: &TaskScope,
+        group_id: &str,
+        device_id: &str,
+        member: bool,
+        now: Timestamp,
+    ) -> Refusable<()>;
+    async fn group_members(
+        &self,
+        scope: &TaskScope,
+        group_ids: &[String],
+    ) -> StoreResult<Result<Vec<String>, String>>;
 }

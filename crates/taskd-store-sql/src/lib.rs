@@ -7,6 +7,8 @@
 //! stays in each backend crate: dialects differ, these shapes don't. [`control_plan`]
 //! holds the decision half of per-target control ops.
 
+pub use store::SqlStore;
+
 pub mod control_plan;
 pub mod credentials;
 pub mod devices;
@@ -15,6 +17,7 @@ pub mod files;
 pub mod legacy;
 pub mod operations;
 pub mod run_plan;
+pub mod store;
 pub mod tasks;
 
 use taskd_core::{

@@ -15,10 +15,10 @@ use taskd_store_sql::control_plan::plan_targets;
 
 use crate::rows::{corrupt, parse_sub_task_state};
 use crate::tasks::{count_move, load};
-use crate::{SqliteStore, begin_write, db};
+use crate::{SqliteDriver, begin_write, db};
 
 pub(crate) async fn task_control(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     params: TaskControlParams,
 ) -> StoreResult<TaskControlOutcome> {
     let TaskControlParams {

@@ -23,7 +23,7 @@ use taskd_store::{
 
 use crate::rows::devices::{DeviceRow, GroupRow, space_key};
 use crate::rows::{corrupt, device_columns, group_columns};
-use crate::{SqliteStore, begin_read, begin_write, db};
+use crate::{SqliteDriver, begin_read, begin_write, db};
 
 type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
 
@@ -331,7 +331,7 @@ async fn unfreeze(
 /// Applies `effect` in a write transaction of its own and returns the device after it
 /// (`None` once deleted).
 async fn write(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     effect: DeviceEffect,
     now: Timestamp,
@@ -363,7 +363,7 @@ fn written(
 }
 
 pub(crate) async fn insert(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     new: NewDevice,
     now: Timestamp,
 ) -> Refusable<Device> {
@@ -372,7 +372,7 @@ pub(crate) async fn insert(
 }
 
 pub(crate) async fn update(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     device_id: &str,
     update: DeviceUpdate,
@@ -386,7 +386,7 @@ pub(crate) async fn update(
 }
 
 pub(crate) async fn delete(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     device_id: &str,
     now: Timestamp,
@@ -398,7 +398,7 @@ pub(crate) async fn delete(
 }
 
 pub(crate) async fn set_frozen(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     device_id: &str,
     frozen: bool,
@@ -414,7 +414,7 @@ pub(crate) async fn set_frozen(
 }
 
 pub(crate) async fn get(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     device_id: &str,
 ) -> StoreResult<Option<Device>> {
@@ -482,7 +482,7 @@ pub(crate) fn device_count_sql(s: DeviceShape) -> String {
 }
 
 pub(crate) async fn list(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     params: &DeviceListParams,
 ) -> StoreResult<Page<Device>> {
     let DeviceListParams {
@@ -611,7 +611,7 @@ async fn count(
 }
 
 pub(crate) async fn group_insert(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     new: NewDeviceGroup,
     now: Timestamp,
 ) -> Refusable<DeviceGroup> {
@@ -679,7 +679,7 @@ pub(crate) async fn group_insert(
 }
 
 pub(crate) async fn group_get(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     group_id: &str,
 ) -> StoreResult<Option<DeviceGroup>> {
@@ -731,7 +731,7 @@ pub(crate) fn group_count_sql(s: GroupShape) -> String {
 }
 
 pub(crate) async fn group_list(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     params: &GroupListParams,
 ) -> StoreResult<Page<DeviceGroup>> {
     let GroupListParams {
@@ -786,7 +786,7 @@ pub(crate) async fn group_list(
 }
 
 pub(crate) async fn group_delete(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     group_id: &str,
 ) -> Refusable<()> {
@@ -821,7 +821,7 @@ pub(crate) async fn group_delete(
 }
 
 pub(crate) async fn group_set_member(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     group_id: &str,
     device_id: &str,
@@ -902,7 +902,7 @@ pub(crate) async fn group_set_member(
 }
 
 pub(crate) async fn group_members(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     group_ids: &[String],
 ) -> StoreResult<Result<Vec<String>, String>> {

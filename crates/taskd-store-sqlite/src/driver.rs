@@ -7,10 +7,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
+use taskd_core::Timestamp;
 use taskd_store::StoreResult;
 use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
 
-use crate::{SqliteStore, db};
+use crate::{SqliteDriver, db};
 
 /// A `BEGIN IMMEDIATE` transaction on the writer.
 pub struct SqliteTx(pub(crate) sqlx::Transaction<'static, Sqlite>);
@@ -104,7 +105,7 @@ impl Conn for SqliteRead {
 }
 
 #[async_trait]
-impl Driver for SqliteStore {
+impl Driver for SqliteDriver {
     type Tx = SqliteTx;
     type Read = SqliteRead;
 
@@ -128,6 +129,14 @@ impl Driver for SqliteStore {
     async fn lock_key(_tx: &mut SqliteTx, _lock: KeyLock, _key: &[&str]) -> StoreResult<()> {
         // Every write transaction holds the database's one write lock already.
         Ok(())
+    }
+
+    async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
+        crate::health::check_writable(self, now).await
+    }
+
+    async fn close(&self) {
+        SqliteDriver::close(self).await;
     }
 
     const FOR_UPDATE: &'static str = "";

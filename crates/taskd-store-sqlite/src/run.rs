@@ -19,7 +19,7 @@ use taskd_store_sql::{corrupt, parse_sub_task_state};
 
 use crate::control::write_task;
 use crate::tasks::{count_move, load_by_id};
-use crate::{SqliteStore, begin_read, begin_write, db};
+use crate::{SqliteDriver, begin_read, begin_write, db};
 
 #[derive(sqlx::FromRow, Clone)]
 struct Candidate {
@@ -66,7 +66,7 @@ pub(crate) const HAS_READY_SQL: &str = "SELECT EXISTS (SELECT 1 FROM sub_tasks \
      INDEXED BY sub_tasks_ready WHERE task_id = ? AND state = 'waiting' AND ready_at IS NOT NULL)";
 
 pub(crate) async fn claim(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     params: ClaimParams,
 ) -> StoreResult<Vec<ClaimedSubTask>> {
     let ClaimParams {
@@ -195,7 +195,7 @@ pub(crate) const HEARTBEAT_SQL: &str = "UPDATE sub_tasks SET lease_until = ?1, \
                                 WHERE t.id = sub_tasks.task_id AND t.project_id = ?6))";
 
 pub(crate) async fn heartbeat(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     p: HeartbeatParams,
 ) -> StoreResult<Option<Timestamp>> {
     let mut tx = begin_write(store).await?;
@@ -222,7 +222,7 @@ const RESULT_SQL: &str = "UPDATE sub_tasks SET state = ?1, \
      WHERE id = ?8 AND state = 'processing' AND attempts = ?9";
 
 pub(crate) async fn report(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     params: ReportParams,
 ) -> StoreResult<Vec<ReportOutcome>> {
     let ReportParams {
@@ -326,7 +326,7 @@ pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id, lease_expiries 
      WHERE state = 'processing' AND lease_until < ? ORDER BY lease_until LIMIT ?";
 
 pub(crate) async fn maintain(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     now: Timestamp,
     max_rows: u32,
 ) -> StoreResult<MaintenanceReport> {
@@ -347,7 +347,7 @@ pub(crate) async fn maintain(
 /// Ends the unfinished sub-tasks of up to `max_tasks` tasks whose deadline passed, as
 /// failed (`TIMEOUT`), with the counters. Returns (tasks, sub-tasks) ended.
 async fn expire_deadlines(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     now: Timestamp,
     max_tasks: u32,
 ) -> StoreResult<(u64, u64)> {
@@ -405,7 +405,7 @@ const ABANDON_SQL: &str = "UPDATE sub_tasks SET state = 'failed', \
 /// keeps its due time, which is not later than now). An expired lease counts against
 /// the sub-task; at `LEASE_EXPIRIES_BEFORE_FAILURE` it fails instead.
 async fn requeue(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     what: Requeue,
     now: Timestamp,
     max_rows: u32,
@@ -482,7 +482,7 @@ pub(crate) const NEXT_DUE_SQL: &str = "SELECT MIN(t) FROM ( \
      UNION ALL SELECT MIN(deadline_at) FROM task_deadlines WHERE pending = 1)";
 
 pub(crate) async fn next_due(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     now: Timestamp,
 ) -> StoreResult<Option<Timestamp>> {
     let mut tx = begin_read(store).await?;
@@ -500,7 +500,7 @@ const LEADER_ACQUIRE_SQL: &str = "INSERT INTO leaders (name, holder, until) VALU
      WHERE leaders.holder = excluded.holder OR leaders.until < ?4";
 
 pub(crate) async fn leader_acquire(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     p: &taskd_store::LeaderParams,
 ) -> StoreResult<bool> {
     let mut tx = begin_write(store).await?;
@@ -518,7 +518,7 @@ pub(crate) async fn leader_acquire(
 }
 
 pub(crate) async fn leader_release(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     name: &str,
     holder: &str,
 ) -> StoreResult<()> {

@@ -8,16 +8,12 @@ use taskd_store::{
 };
 
 use crate::rows::{SubTaskRow, TaskRow, corrupt, sub_task_columns, task_columns};
-use crate::{SqliteStore, begin_read, begin_write, db};
-
-pub(crate) async fn insert(store: &SqliteStore, params: TaskInsertParams) -> StoreResult<Task> {
-    insert_with(store, params, None).await
-}
+use crate::{SqliteDriver, begin_read, begin_write, db};
 
 /// Inserts a task; with a legacy operation, records it (and its deadline) in the same
 /// transaction.
 pub(crate) async fn insert_with(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     params: TaskInsertParams,
     legacy: Option<&LegacyOperation>,
 ) -> StoreResult<Task> {
@@ -206,7 +202,7 @@ pub(crate) async fn load_by_id(conn: &mut SqliteConnection, id: Id) -> StoreResu
 }
 
 pub(crate) async fn get(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     id: Id,
 ) -> StoreResult<Option<Task>> {
@@ -264,7 +260,7 @@ pub(crate) fn count_sql(app: bool, kind: bool, state: bool) -> &'static str {
     }
 }
 
-pub(crate) async fn list(store: &SqliteStore, params: &TaskListParams) -> StoreResult<Page<Task>> {
+pub(crate) async fn list(store: &SqliteDriver, params: &TaskListParams) -> StoreResult<Page<Task>> {
     let TaskListParams {
         scope,
         filter,
@@ -336,7 +332,7 @@ pub(crate) const SUB_TASK_BY_TARGET_SQL: &str = concat!(
 );
 
 pub(crate) async fn sub_task_list(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     params: &SubTaskListParams,
 ) -> StoreResult<Option<Page<SubTask>>> {
     let SubTaskListParams {
@@ -403,7 +399,7 @@ fn on_page(id: Id, page: &PageRequest, index: u32) -> bool {
 }
 
 pub(crate) async fn delete(
-    store: &SqliteStore,
+    store: &SqliteDriver,
     scope: &TaskScope,
     id: Id,
 ) -> StoreResult<TaskDeleteOutcome> {

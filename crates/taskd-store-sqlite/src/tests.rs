@@ -6,9 +6,9 @@ use crate::control::{FIND_SQL, MOVE_ALL_SQL};
 use crate::tasks::{
     SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, count_sql, list_sql,
 };
-use crate::{SqliteStore, run};
+use crate::{SqliteDriver, run};
 
-async fn plan(store: &SqliteStore, sql: &str) -> String {
+async fn plan(store: &SqliteDriver, sql: &str) -> String {
     let explain = format!("EXPLAIN QUERY PLAN {sql}");
     let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(explain))
         .fetch_all(&store.writer)
@@ -18,7 +18,7 @@ async fn plan(store: &SqliteStore, sql: &str) -> String {
 }
 
 /// Every step searches an index (no full scan, no temporary sort), using `index`.
-async fn assert_searches(store: &SqliteStore, sql: &str, index: &str) {
+async fn assert_searches(store: &SqliteDriver, sql: &str, index: &str) {
     let plan = plan(store, sql).await;
     // `SELECT EXISTS (...)` reads its one constant row; that is no table scan.
     let scans = plan.replace("SCAN CONSTANT ROW", "");
@@ -29,7 +29,7 @@ async fn assert_searches(store: &SqliteStore, sql: &str, index: &str) {
 
 #[tokio::test]
 async fn listing_and_control_statements_use_their_indexes() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = crate::open_in_memory().await.unwrap();
     assert_searches(&store, list_sql(false, false, false), "INDEX tasks_scope ").await;
     assert_searches(
         &store,
@@ -105,7 +105,7 @@ async fn registry_statements_use_their_indexes() {
         group_list_sql,
     };
 
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = crate::open_in_memory().await.unwrap();
     let shape = |f: fn(&mut DeviceShape)| {
         let mut s = DeviceShape::default();
         f(&mut s);
@@ -189,7 +189,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
 
     use crate::devices::apply_device_effect;
 
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = crate::open_in_memory().await.unwrap();
     let scope = TaskScope::new("p", "");
     let now = Timestamp(1_767_225_600_000);
     let create = DeviceEffect::Create(NewDevice {

@@ -103,7 +103,7 @@ impl TestApp {
         app_clock: impl FnOnce(ManualClock) -> Arc<dyn taskd_core::Clock>,
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let store = Arc::new(taskd_store_sqlite::open(dir.path()).await.unwrap());
         for (ak, sk, p) in [(AK1, SK1, P1), (AK2, SK2, P2)] {
             store
                 .credential_put(&Credential {
