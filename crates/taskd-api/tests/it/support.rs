@@ -9,7 +9,6 @@ use taskd_api::{ApiConfig, AppState};
 use taskd_core::{Credential, ManualClock, Timestamp};
 use taskd_signature::{SigningKey, SigningRequest, format_sdk_date, sign};
 use taskd_store::Store;
-use taskd_store_sqlite::SqliteStore;
 use tower::ServiceExt;
 
 pub const P1: &str = "0123456789abcdef0123456789abcdef";
