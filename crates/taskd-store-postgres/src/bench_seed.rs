@@ -6,7 +6,9 @@
 use taskd_core::{Id, TaskScope, TaskState, Timestamp};
 use taskd_store::StoreResult;
 
-use crate::tasks::{ALLOCATE_SQL, count_add};
+use taskd_store_sql::tasks::{ALLOCATE_SQL, count_add};
+
+use crate::driver::PgConn;
 use crate::{PgDriver, begin_write, db};
 
 const CHUNK: i64 = 100_000;
@@ -64,7 +66,7 @@ impl PgDriver {
             .await
             .map_err(db)?;
             count_add(
-                &mut tx,
+                &mut PgConn(&mut tx),
                 scope,
                 None,
                 "firmwareUpgrade",

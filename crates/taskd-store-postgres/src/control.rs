@@ -17,7 +17,9 @@ use taskd_store::{StoreResult, TaskControlOutcome, TaskControlParams};
 use taskd_store_sql::control_plan::plan_targets;
 
 use crate::rows::{corrupt, parse_sub_task_state};
-use crate::tasks::{count_move, load_for_update};
+use taskd_store_sql::tasks::{count_move, load_locked};
+
+use crate::driver::PgConn;
 use crate::{PgDriver, begin_write, db, give_up};
 
 pub(crate) async fn task_control(
@@ -32,7 +34,8 @@ pub(crate) async fn task_control(
         now,
     } = params;
     let mut tx = begin_write(store).await?;
-    let Some(mut task) = load_for_update(&mut tx, &scope, task_id).await? else {
+    let Some(mut task) = load_locked::<PgDriver>(&mut PgConn(&mut tx), &scope, task_id).await?
+    else {
         return give_up(tx, TaskControlOutcome::NotFound).await;
     };
     let before = task.state;
@@ -87,7 +90,7 @@ pub(crate) async fn task_control(
         // Retry and confirm release sub-tasks: the claim must look at this task again.
         let runnable = moved > 0 && op != ControlOp::Stop;
         write_task(&mut tx, task_id, before, after, &progress, runnable, now).await?;
-        count_move(&mut tx, &task, before, after).await?;
+        count_move(&mut PgConn(&mut tx), &task, before, after).await?;
         if runnable {
             crate::wakeups::notify_ready(&mut tx).await?;
         }

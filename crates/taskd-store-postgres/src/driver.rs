@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres};
-use taskd_core::Timestamp;
+use taskd_core::{Id, NewSubTask, Timestamp};
 use taskd_store::{StoreError, StoreResult};
 use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
 use tokio::sync::Notify;
@@ -63,6 +63,25 @@ async fn fetch_optional<R: SqlRow>(
         .await
         .map_err(db)?;
     row.map(|row| R::from_row(&row).map_err(db)).transpose()
+}
+
+/// A connection borrowed by backend code that still runs its own sqlx statements, so it
+/// can call the shared helpers (`taskd_store_sql::tasks::count_move`, ...).
+pub(crate) struct PgConn<'c>(pub(crate) &'c mut PgConnection);
+
+#[async_trait]
+impl Conn for PgConn<'_> {
+    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        execute(self.0, stmt).await
+    }
+
+    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+        fetch_all(self.0, stmt).await
+    }
+
+    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
+        fetch_optional(self.0, stmt).await
+    }
 }
 
 #[async_trait]
@@ -147,6 +166,37 @@ impl Driver for PgDriver {
         )
         .await?;
         Ok(())
+    }
+
+    async fn insert_sub_tasks(
+        tx: &mut PgTx,
+        task_id: Id,
+        now: Timestamp,
+        ready_at: Option<i64>,
+        sub_tasks: &[NewSubTask],
+    ) -> StoreResult<u64> {
+        // Two arrays; the ordinality gives each its id, in target order.
+        let targets: Vec<&str> = sub_tasks.iter().map(|s| s.target.as_str()).collect();
+        let inputs: Vec<Option<&str>> = sub_tasks.iter().map(|s| s.input_json.as_deref()).collect();
+        let done = sqlx::query(
+            "INSERT INTO sub_tasks \
+             (id, task_id, target, state, input_json, attempts, updated_at, ready_at) \
+             SELECT $1 + ord, $1, t, 'waiting', i, 0, $2, $5 \
+             FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS u(t, i, ord)",
+        )
+        .bind(task_id.0)
+        .bind(now.0)
+        .bind(targets)
+        .bind(inputs)
+        .bind(ready_at)
+        .execute(&mut *tx.0)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn notify_ready(tx: &mut PgTx) -> StoreResult<()> {
+        crate::wakeups::notify_ready(&mut tx.0).await
     }
 
     async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {

@@ -56,7 +56,6 @@ mod legacy;
 mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
-mod tasks;
 mod wakeups;
 
 use std::sync::Arc;
@@ -65,14 +64,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use taskd_core::{
-    Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, SubTask, Task, TaskScope,
-    Timestamp,
+    Device, DeviceGroup, DeviceUpdate, NewDevice, NewDeviceGroup, TaskScope, Timestamp,
 };
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
-    LegacyOperation, MaintenanceReport, Page, ReportOutcome, ReportParams, StoreError, StoreResult,
-    SubTaskListParams, TaskControlOutcome, TaskControlParams, TaskDeleteOutcome, TaskInsertParams,
-    TaskListParams,
+    MaintenanceReport, Page, ReportOutcome, ReportParams, StoreError, StoreResult,
+    TaskControlOutcome, TaskControlParams,
 };
 use taskd_store_sql::SqlStore;
 use taskd_store_sql::driver::{BackendUseCases, Refusable};
@@ -363,33 +360,6 @@ pub(crate) async fn begin_read(
 // The use cases this backend still writes itself (see `BackendUseCases`).
 #[async_trait]
 impl BackendUseCases for PgDriver {
-    async fn task_insert(
-        &self,
-        params: TaskInsertParams,
-        legacy: Option<&LegacyOperation>,
-    ) -> StoreResult<Task> {
-        tasks::insert_with(self, params, legacy).await
-    }
-
-    async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<Task>> {
-        tasks::get(self, scope, id).await
-    }
-
-    async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<Task>> {
-        tasks::list(self, params).await
-    }
-
-    async fn sub_task_list(
-        &self,
-        params: &SubTaskListParams,
-    ) -> StoreResult<Option<Page<SubTask>>> {
-        tasks::sub_task_list(self, params).await
-    }
-
-    async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
-        tasks::delete(self, scope, id).await
-    }
-
     async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
         control::task_control(self, params).await
     }

@@ -26,7 +26,9 @@ use taskd_store_sql::run_plan::{
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
 use crate::control::write_task;
-use crate::tasks::{count_move, load_by_id_for_update};
+use taskd_store_sql::tasks::{count_move, load_by_id_locked};
+
+use crate::driver::PgConn;
 use crate::{PgDriver, begin_write, db, give_up};
 
 /// The advisory lock key that serialises claims across nodes ("taskd.claim").
@@ -150,7 +152,7 @@ pub(crate) async fn claim(
             continue;
         }
         // Already locked by the candidate query.
-        let task = load_by_id_for_update(&mut tx, Id(c.id))
+        let task = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(c.id))
             .await?
             .ok_or_else(|| corrupt(format!("task {} vanished under its row lock", Id(c.id))))?;
         // The rows already moved; the counters read here are from before.
@@ -183,7 +185,7 @@ async fn settle(
     let after = before.derive(&progress);
     debug_assert!(before.can_transition(after), "{before:?} -> {after:?}");
     write_task(conn, task.id, before, after, &progress, runnable, now).await?;
-    count_move(conn, task, before, after).await?;
+    count_move(&mut PgConn(conn), task, before, after).await?;
     Ok(())
 }
 
@@ -259,7 +261,8 @@ pub(crate) async fn report(
     .map_err(db)?;
     let mut touched: BTreeMap<i64, (Task, Progress)> = BTreeMap::new();
     for task_id in task_ids {
-        if let Some(task) = load_by_id_for_update(&mut tx, Id(task_id)).await? {
+        if let Some(task) = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(task_id)).await?
+        {
             let progress = task.progress;
             touched.insert(task_id, (task, progress));
         }
@@ -406,12 +409,14 @@ async fn expire_deadlines(
     }
     let mut ended = 0u64;
     for task_id in &due {
-        let Some(task) = load_by_id_for_update(&mut tx, Id(*task_id)).await? else {
+        let Some(task) = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(*task_id)).await?
+        else {
             continue;
         };
-        let moved = crate::legacy::expire_task(&mut tx, task.id, now).await?;
+        let moved =
+            taskd_store_sql::legacy::expire_task(&mut PgConn(&mut tx), task.id, now).await?;
         let mut progress = task.progress;
-        for (from, n) in crate::legacy::UNFINISHED.into_iter().zip(moved) {
+        for (from, n) in taskd_store_sql::legacy::UNFINISHED.into_iter().zip(moved) {
             progress.move_n(from, SubTaskState::Failed, n);
             ended += n as u64;
         }
@@ -488,7 +493,8 @@ async fn requeue(
     }
     let message = lease_expired_message();
     for (task_id, (requeue_ids, abandon_ids)) in by_task {
-        let Some(task) = load_by_id_for_update(&mut tx, Id(task_id)).await? else {
+        let Some(task) = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(task_id)).await?
+        else {
             continue;
         };
         let requeued = if requeue_ids.is_empty() {

@@ -13,10 +13,10 @@ use taskd_core::{ControlOp, Id, NewSubTask, NewTask, TaskScope, Timestamp};
 use taskd_store::{ClaimParams, RunLimits, Store, TaskControlParams, TaskInsertParams};
 
 use crate::control::{FIND_SQL, MOVE_ALL_SQL, MOVE_IDS_SQL};
-use crate::tasks::{
+use crate::{PgDriver, PgStoreOptions};
+use taskd_store_sql::tasks::{
     AppFilter, SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, list_sql,
 };
-use crate::{PgDriver, PgStoreOptions};
 
 const NOW: Timestamp = Timestamp(1_767_225_600_000);
 

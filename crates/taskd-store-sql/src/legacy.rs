@@ -1,10 +1,10 @@
 //! The legacy northbound API's tables: apps, tokens, the flow-control window, device
 //! attributes and legacy operations as they are read back.
 
-use taskd_core::{Id, Task, TaskScope, Timestamp};
+use taskd_core::{Id, SubTaskState, Task, TaskScope, Timestamp};
 use taskd_store::{
     DeviceAttributes, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams, LegacyTokens,
-    Page, StoreError, StoreResult,
+    Page, StoreError, StoreResult, TIMEOUT_ERROR_CODE,
 };
 
 use crate::corrupt;
@@ -373,4 +373,88 @@ pub async fn task_list<D: Driver>(
     }
     tx.commit().await?;
     Ok(Page { items, count })
+}
+
+/// Records a legacy operation (and its deadline) with its task, inside the insert.
+pub async fn insert_operation<C: Conn>(
+    conn: &mut C,
+    task_id: Id,
+    scope: &TaskScope,
+    op: &LegacyOperation,
+) -> StoreResult<()> {
+    conn.execute(
+        Stmt::new(
+            "INSERT INTO legacy_operations (task_id, project_id, instance_id, operate_type, \
+             device_type, model, manufacturer_name) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(task_id.0)
+        .bind(&scope.project_id)
+        .bind(&scope.instance_id)
+        .bind(&op.operate_type)
+        .bind(&op.device_type)
+        .bind(&op.model)
+        .bind(&op.manufacturer_name),
+    )
+    .await?;
+    if let Some(deadline) = op.deadline_at {
+        conn.execute(
+            Stmt::new(
+                "INSERT INTO task_deadlines (task_id, deadline_at, pending, n_timed_out) \
+                 VALUES ($1, $2, TRUE, 0)",
+            )
+            .bind(task_id.0)
+            .bind(deadline.0),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The sub-task states a deadline ends.
+pub const UNFINISHED: [SubTaskState; 3] = [
+    SubTaskState::Waiting,
+    SubTaskState::RetryWaiting,
+    SubTaskState::Processing,
+];
+
+/// Ends, as failed with `TIMEOUT`, the unfinished sub-tasks of `task_id` (whose row the
+/// caller has locked); returns how many (from each state of [`UNFINISHED`]). Marks the
+/// deadline done.
+pub async fn expire_task<C: Conn>(
+    conn: &mut C,
+    task_id: Id,
+    now: Timestamp,
+) -> StoreResult<[i64; 3]> {
+    let mut moved = [0i64; 3];
+    for (i, from) in UNFINISHED.into_iter().enumerate() {
+        debug_assert!(
+            from.can_transition(SubTaskState::Failed),
+            "{from:?} -> Failed"
+        );
+        moved[i] = conn
+            .execute(
+                Stmt::new(
+                    "UPDATE sub_tasks SET state = 'failed', error_code = $1, \
+                     error_msg = 'The task window ended before the device finished.', \
+                     ready_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                     WHERE task_id = $3 AND state = $4",
+                )
+                .bind(TIMEOUT_ERROR_CODE)
+                .bind(now.0)
+                .bind(task_id.0)
+                .bind(from.as_str()),
+            )
+            .await? as i64;
+    }
+    let total: i64 = moved.iter().sum();
+    conn.execute(
+        Stmt::new(
+            "UPDATE task_deadlines SET pending = FALSE, n_timed_out = n_timed_out + $1 \
+             WHERE task_id = $2",
+        )
+        .bind(total)
+        .bind(task_id.0),
+    )
+    .await?;
+    Ok(moved)
 }

@@ -23,7 +23,7 @@ use taskd_store::{
 use tokio::sync::Notify;
 
 use crate::driver::{BackendUseCases, Conn, Driver, Stmt};
-use crate::{credentials, files, legacy, operations};
+use crate::{credentials, files, legacy, operations, tasks};
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
 /// driver is (pools are shared). Derefs to the driver, for what only one backend offers
@@ -117,14 +117,14 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
 
     async fn task_insert(&self, params: TaskInsertParams) -> StoreResult<taskd_core::Task> {
         params.check_text()?;
-        self.driver.task_insert(params, None).await
+        tasks::insert(&self.driver, params, None).await
     }
 
     async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<taskd_core::Task>> {
         if text::scope_finds_nothing(scope, []) {
             return Ok(None);
         }
-        self.driver.task_get(scope, id).await
+        tasks::get(&self.driver, scope, id).await
     }
 
     async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<taskd_core::Task>> {
@@ -138,7 +138,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         ) {
             return Ok(Page::empty());
         }
-        self.driver.task_list(params).await
+        tasks::list(&self.driver, params).await
     }
 
     async fn sub_task_list(
@@ -153,14 +153,14 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(&params.scope, []) {
             return Ok(None);
         }
-        self.driver.sub_task_list(params).await
+        tasks::sub_task_list(&self.driver, params).await
     }
 
     async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
         if text::scope_finds_nothing(scope, []) {
             return Ok(TaskDeleteOutcome::NotFound);
         }
-        self.driver.task_delete(scope, id).await
+        tasks::delete(&self.driver, scope, id).await
     }
 
     async fn purge_finished(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64> {
@@ -553,7 +553,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
     ) -> StoreResult<taskd_core::Task> {
         params.check_text()?;
         operation.check_text()?;
-        self.driver.task_insert(params, Some(&operation)).await
+        tasks::insert(&self.driver, params, Some(&operation)).await
     }
 
     async fn legacy_task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<LegacyTask>> {

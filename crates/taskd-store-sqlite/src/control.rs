@@ -14,7 +14,9 @@ use taskd_store::{StoreResult, TaskControlOutcome, TaskControlParams};
 use taskd_store_sql::control_plan::plan_targets;
 
 use crate::rows::{corrupt, parse_sub_task_state};
-use crate::tasks::{count_move, load};
+use taskd_store_sql::tasks::{count_move, load};
+
+use crate::driver::SqliteConn;
 use crate::{SqliteDriver, begin_write, db};
 
 pub(crate) async fn task_control(
@@ -29,7 +31,7 @@ pub(crate) async fn task_control(
         now,
     } = params;
     let mut tx = begin_write(store).await?;
-    let Some(mut task) = load(&mut tx, &scope, task_id).await? else {
+    let Some(mut task) = load(&mut SqliteConn(&mut tx), &scope, task_id).await? else {
         return Ok(TaskControlOutcome::NotFound);
     };
     let before = task.state;
@@ -85,7 +87,7 @@ pub(crate) async fn task_control(
         // Retry and confirm release sub-tasks: the claim must look at this task again.
         let runnable = moved > 0 && op != ControlOp::Stop;
         write_task(&mut tx, task_id, before, after, &progress, runnable, now).await?;
-        count_move(&mut tx, &task, before, after).await?;
+        count_move(&mut SqliteConn(&mut tx), &task, before, after).await?;
         task.state = after;
         task.progress = progress;
         task.updated_at = now;

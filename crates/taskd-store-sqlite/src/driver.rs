@@ -7,11 +7,12 @@ use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
-use taskd_core::Timestamp;
+use taskd_core::{Id, NewSubTask, Timestamp};
 use taskd_store::StoreResult;
 use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
 
 use crate::{SqliteDriver, db};
+use taskd_store_sql::corrupt;
 
 /// A `BEGIN IMMEDIATE` transaction on the writer.
 pub struct SqliteTx(pub(crate) sqlx::Transaction<'static, Sqlite>);
@@ -61,6 +62,25 @@ async fn fetch_optional<R: SqlRow>(
         .await
         .map_err(db)?;
     row.map(|row| R::from_row(&row).map_err(db)).transpose()
+}
+
+/// A connection borrowed by backend code that still runs its own sqlx statements, so it
+/// can call the shared helpers (`taskd_store_sql::tasks::count_move`, ...).
+pub(crate) struct SqliteConn<'c>(pub(crate) &'c mut SqliteConnection);
+
+#[async_trait]
+impl Conn for SqliteConn<'_> {
+    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
+        execute(self.0, stmt).await
+    }
+
+    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
+        fetch_all(self.0, stmt).await
+    }
+
+    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
+        fetch_optional(self.0, stmt).await
+    }
 }
 
 #[async_trait]
@@ -128,6 +148,39 @@ impl Driver for SqliteDriver {
 
     async fn lock_key(_tx: &mut SqliteTx, _lock: KeyLock, _key: &[&str]) -> StoreResult<()> {
         // Every write transaction holds the database's one write lock already.
+        Ok(())
+    }
+
+    async fn insert_sub_tasks(
+        tx: &mut SqliteTx,
+        task_id: Id,
+        now: Timestamp,
+        ready_at: Option<i64>,
+        sub_tasks: &[NewSubTask],
+    ) -> StoreResult<u64> {
+        // One JSON array of [target, input] pairs; its index gives each its id.
+        let rows: Vec<(&str, Option<&str>)> = sub_tasks
+            .iter()
+            .map(|s| (s.target.as_str(), s.input_json.as_deref()))
+            .collect();
+        let json = serde_json::to_string(&rows).map_err(|e| corrupt(e.to_string()))?;
+        tx.execute(
+            Stmt::new(
+                "INSERT INTO sub_tasks \
+                 (id, task_id, target, state, input_json, attempts, updated_at, ready_at) \
+                 SELECT $1 + key + 1, $1, value ->> 0, 'waiting', value ->> 1, 0, $2, $4 \
+                 FROM json_each($3)",
+            )
+            .bind(task_id.0)
+            .bind(now.0)
+            .bind(&*json)
+            .bind(ready_at),
+        )
+        .await
+    }
+
+    async fn notify_ready(_tx: &mut SqliteTx) -> StoreResult<()> {
+        // One process: the engine wakes its own runner after the call returns.
         Ok(())
     }
 

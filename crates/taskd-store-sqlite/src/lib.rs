@@ -42,7 +42,6 @@ mod legacy;
 mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
-mod tasks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -53,14 +52,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use taskd_core::{
-    Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, SubTask, Task, TaskScope,
-    Timestamp,
+    Device, DeviceGroup, DeviceUpdate, NewDevice, NewDeviceGroup, TaskScope, Timestamp,
 };
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
-    LegacyOperation, MaintenanceReport, Page, ReportOutcome, ReportParams, StoreError, StoreResult,
-    SubTaskListParams, TaskControlOutcome, TaskControlParams, TaskDeleteOutcome, TaskInsertParams,
-    TaskListParams,
+    MaintenanceReport, Page, ReportOutcome, ReportParams, StoreError, StoreResult,
+    TaskControlOutcome, TaskControlParams,
 };
 use taskd_store_sql::SqlStore;
 use taskd_store_sql::driver::{BackendUseCases, Refusable};
@@ -241,33 +238,6 @@ pub(crate) async fn begin_read(
 // The use cases this backend still writes itself (see `BackendUseCases`).
 #[async_trait]
 impl BackendUseCases for SqliteDriver {
-    async fn task_insert(
-        &self,
-        params: TaskInsertParams,
-        legacy: Option<&LegacyOperation>,
-    ) -> StoreResult<Task> {
-        tasks::insert_with(self, params, legacy).await
-    }
-
-    async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<Task>> {
-        tasks::get(self, scope, id).await
-    }
-
-    async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<Task>> {
-        tasks::list(self, params).await
-    }
-
-    async fn sub_task_list(
-        &self,
-        params: &SubTaskListParams,
-    ) -> StoreResult<Option<Page<SubTask>>> {
-        tasks::sub_task_list(self, params).await
-    }
-
-    async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
-        tasks::delete(self, scope, id).await
-    }
-
     async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
         control::task_control(self, params).await
     }

@@ -18,7 +18,9 @@ use taskd_store_sql::run_plan::{
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
 use crate::control::write_task;
-use crate::tasks::{count_move, load_by_id};
+use taskd_store_sql::tasks::{count_move, load_by_id_locked};
+
+use crate::driver::SqliteConn;
 use crate::{SqliteDriver, begin_read, begin_write, db};
 
 #[derive(sqlx::FromRow, Clone)]
@@ -151,7 +153,7 @@ pub(crate) async fn claim(
             share_out.got(0);
             continue;
         }
-        let task = load_by_id(&mut tx, Id(c.id))
+        let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut tx), Id(c.id))
             .await?
             .ok_or_else(|| corrupt(format!("task {} vanished under the write lock", Id(c.id))))?;
         // The rows already moved; the counters read here are from before.
@@ -184,7 +186,7 @@ async fn settle(
     let after = before.derive(&progress);
     debug_assert!(before.can_transition(after), "{before:?} -> {after:?}");
     write_task(conn, task.id, before, after, &progress, runnable, now).await?;
-    count_move(conn, task, before, after).await?;
+    count_move(&mut SqliteConn(conn), task, before, after).await?;
     Ok(after)
 }
 
@@ -255,7 +257,7 @@ pub(crate) async fn report(
         let (task, progress) = match touched.entry(task_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let task = load_by_id(&mut tx, task_id)
+                let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut tx), task_id)
                     .await?
                     .ok_or_else(|| corrupt(format!("sub-task of a missing task {task_id}")))?;
                 let progress = task.progress;
@@ -363,12 +365,13 @@ async fn expire_deadlines(
     }
     let mut ended = 0u64;
     for task_id in &due {
-        let task = load_by_id(&mut tx, Id(*task_id))
+        let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut tx), Id(*task_id))
             .await?
             .ok_or_else(|| corrupt(format!("deadline of a missing task {}", Id(*task_id))))?;
-        let moved = crate::legacy::expire_task(&mut tx, task.id, now).await?;
+        let moved =
+            taskd_store_sql::legacy::expire_task(&mut SqliteConn(&mut tx), task.id, now).await?;
         let mut progress = task.progress;
-        for (from, n) in crate::legacy::UNFINISHED.into_iter().zip(moved) {
+        for (from, n) in taskd_store_sql::legacy::UNFINISHED.into_iter().zip(moved) {
             progress.move_n(from, SubTaskState::Failed, n);
             ended += n as u64;
         }
@@ -461,7 +464,7 @@ async fn requeue(
         }
     }
     for (task_id, (requeued, abandoned)) in by_task {
-        let task = load_by_id(&mut tx, Id(task_id))
+        let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut tx), Id(task_id))
             .await?
             .ok_or_else(|| corrupt(format!("sub-task of a missing task {}", Id(task_id))))?;
         let mut progress = task.progress;

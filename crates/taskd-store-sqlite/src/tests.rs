@@ -3,10 +3,11 @@
 //! million tasks as cheap as the first one.
 
 use crate::control::{FIND_SQL, MOVE_ALL_SQL};
-use crate::tasks::{
-    SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, count_sql, list_sql,
-};
 use crate::{SqliteDriver, run};
+use taskd_store_sql::tasks::{
+    AppFilter, SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, count_sql,
+    list_sql,
+};
 
 async fn plan(store: &SqliteDriver, sql: &str) -> String {
     let explain = format!("EXPLAIN QUERY PLAN {sql}");
@@ -30,34 +31,46 @@ async fn assert_searches(store: &SqliteDriver, sql: &str, index: &str) {
 #[tokio::test]
 async fn listing_and_control_statements_use_their_indexes() {
     let store = crate::open_in_memory().await.unwrap();
-    assert_searches(&store, list_sql(false, false, false), "INDEX tasks_scope ").await;
     assert_searches(
         &store,
-        list_sql(false, false, true),
+        &list_sql(AppFilter::Any, false, false),
+        "INDEX tasks_scope ",
+    )
+    .await;
+    assert_searches(
+        &store,
+        &list_sql(AppFilter::Any, false, true),
         "INDEX tasks_scope_state",
     )
     .await;
     assert_searches(
         &store,
-        list_sql(false, true, false),
+        &list_sql(AppFilter::Any, true, false),
         "INDEX tasks_scope_kind",
     )
     .await;
     assert_searches(
         &store,
-        list_sql(true, false, false),
+        &list_sql(AppFilter::Named, false, false),
+        "INDEX tasks_scope_app",
+    )
+    .await;
+    assert_searches(
+        &store,
+        &list_sql(AppFilter::Default, false, false),
         "INDEX tasks_scope_app",
     )
     .await;
     for combo in [
-        (true, true, false),
-        (true, false, true),
-        (false, true, true),
-        (true, true, true),
+        (AppFilter::Named, true, false),
+        (AppFilter::Named, false, true),
+        (AppFilter::Any, true, true),
+        (AppFilter::Named, true, true),
+        (AppFilter::Default, true, true),
     ] {
         assert_searches(
             &store,
-            list_sql(combo.0, combo.1, combo.2),
+            &list_sql(combo.0, combo.1, combo.2),
             "INDEX tasks_scope_",
         )
         .await;
@@ -65,7 +78,7 @@ async fn listing_and_control_statements_use_their_indexes() {
     for app in [false, true] {
         for kind in [false, true] {
             for state in [false, true] {
-                assert_searches(&store, count_sql(app, kind, state), "PRIMARY KEY").await;
+                assert_searches(&store, &count_sql(app, kind, state), "PRIMARY KEY").await;
             }
         }
     }
