@@ -49,7 +49,6 @@
 //!   transaction as the rows they count; nothing ever counts rows to answer a request.
 
 mod bench_seed;
-mod control;
 mod devices;
 mod driver;
 mod legacy;
@@ -69,7 +68,6 @@ use taskd_core::{
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
     MaintenanceReport, Page, ReportOutcome, ReportParams, StoreError, StoreResult,
-    TaskControlOutcome, TaskControlParams,
 };
 use taskd_store_sql::SqlStore;
 use taskd_store_sql::driver::{BackendUseCases, Refusable};
@@ -360,10 +358,6 @@ pub(crate) async fn begin_read(
 // The use cases this backend still writes itself (see `BackendUseCases`).
 #[async_trait]
 impl BackendUseCases for PgDriver {
-    async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
-        control::task_control(self, params).await
-    }
-
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
         run::claim(self, params).await
     }

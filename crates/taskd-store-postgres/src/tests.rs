@@ -12,8 +12,8 @@ use sqlx::AssertSqlSafe;
 use taskd_core::{ControlOp, Id, NewSubTask, NewTask, TaskScope, Timestamp};
 use taskd_store::{ClaimParams, RunLimits, Store, TaskControlParams, TaskInsertParams};
 
-use crate::control::{FIND_SQL, MOVE_ALL_SQL, MOVE_IDS_SQL};
 use crate::{PgDriver, PgStoreOptions};
+use taskd_store_sql::control::{MOVE_ALL_SQL, find_sql, move_ids_sql};
 use taskd_store_sql::tasks::{
     AppFilter, SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, list_sql,
 };
@@ -237,6 +237,8 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
     // The first page of the oldest task: walking the primary key from the top would pass
     // every newer sub-task first.
     let marker = Int(Id::MAX.0);
+    let find = find_sql::<PgDriver>();
+    let move_ids = move_ids_sql::<PgDriver>();
     let sub_cases = [
         (
             SUB_TASK_PAGE_SQL,
@@ -260,7 +262,7 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
             "sub_tasks_task_target",
         ),
         (
-            FIND_SQL,
+            find.as_str(),
             vec![Int(big_task.0), Texts(vec!["dev-00007", "dev-00008"])],
             "sub_tasks_task_target",
         ),
@@ -277,7 +279,7 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
             "sub_tasks_task_state",
         ),
         (
-            MOVE_IDS_SQL,
+            move_ids.as_str(),
             vec![
                 Text("confirm"),
                 Int(1),

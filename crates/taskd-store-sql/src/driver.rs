@@ -31,7 +31,6 @@ use taskd_core::{
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
     MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, StoreError, StoreResult,
-    TaskControlOutcome, TaskControlParams,
 };
 use tokio::sync::Notify;
 
@@ -316,7 +315,6 @@ pub type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
 /// [`Driver`], and this trait shrinks until it is gone.
 #[async_trait]
 pub trait BackendUseCases: Send + Sync {
-    async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome>;
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
     async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>>;
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;

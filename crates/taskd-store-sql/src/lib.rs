@@ -9,6 +9,7 @@
 
 pub use store::SqlStore;
 
+pub mod control;
 pub mod control_plan;
 pub mod credentials;
 pub mod devices;

@@ -23,7 +23,7 @@ use taskd_store::{
 use tokio::sync::Notify;
 
 use crate::driver::{BackendUseCases, Conn, Driver, Stmt};
-use crate::{credentials, files, legacy, operations, tasks};
+use crate::{control, credentials, files, legacy, operations, tasks};
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
 /// driver is (pools are shared). Derefs to the driver, for what only one backend offers
@@ -203,7 +203,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(&params.scope, []) {
             return Ok(TaskControlOutcome::NotFound);
         }
-        self.driver.task_control(params).await
+        control::task_control(&self.driver, params).await
     }
 
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {

@@ -32,7 +32,6 @@
 //!   transaction as the rows they count; nothing ever counts rows to answer a request.
 
 mod bench_seed;
-mod control;
 mod devices;
 mod driver;
 #[cfg(feature = "fault-injection")]
@@ -57,7 +56,6 @@ use taskd_core::{
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
     MaintenanceReport, Page, ReportOutcome, ReportParams, StoreError, StoreResult,
-    TaskControlOutcome, TaskControlParams,
 };
 use taskd_store_sql::SqlStore;
 use taskd_store_sql::driver::{BackendUseCases, Refusable};
@@ -238,10 +236,6 @@ pub(crate) async fn begin_read(
 // The use cases this backend still writes itself (see `BackendUseCases`).
 #[async_trait]
 impl BackendUseCases for SqliteDriver {
-    async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
-        control::task_control(self, params).await
-    }
-
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
         run::claim(self, params).await
     }

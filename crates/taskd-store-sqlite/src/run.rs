@@ -17,7 +17,7 @@ use taskd_store_sql::run_plan::{
 };
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
-use crate::control::write_task;
+use taskd_store_sql::control::write_task;
 use taskd_store_sql::tasks::{count_move, load_by_id_locked};
 
 use crate::driver::SqliteConn;
@@ -185,7 +185,16 @@ async fn settle(
     let before = task.state;
     let after = before.derive(&progress);
     debug_assert!(before.can_transition(after), "{before:?} -> {after:?}");
-    write_task(conn, task.id, before, after, &progress, runnable, now).await?;
+    write_task(
+        &mut SqliteConn(conn),
+        task.id,
+        before,
+        after,
+        &progress,
+        runnable,
+        now,
+    )
+    .await?;
     count_move(&mut SqliteConn(conn), task, before, after).await?;
     Ok(after)
 }
