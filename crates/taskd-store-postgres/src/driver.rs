@@ -247,6 +247,17 @@ impl Driver for PgDriver {
                  WHERE state IN ('succeeded', 'failed', 'partially_succeeded', 'stopped') \
                  AND updated_at < $1 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED"
             ),
+            DialectSql::DeadlinesDue => {
+                "SELECT task_id FROM task_deadlines \
+                 WHERE pending AND deadline_at <= $1 ORDER BY task_id LIMIT $2"
+            }
+            DialectSql::NextDue => {
+                "SELECT LEAST( \
+                 (SELECT MIN(schedule_at) FROM tasks WHERE runnable AND schedule_at > $1), \
+                 (SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting'), \
+                 (SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing'), \
+                 (SELECT MIN(deadline_at) FROM task_deadlines WHERE pending))"
+            }
         }
     }
 }

@@ -13,20 +13,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::PgConnection;
-use taskd_core::{Id, Progress, SubTaskState, Task, Timestamp, minute_of_day};
+use taskd_core::{Id, Progress, SubTaskState, Task, minute_of_day};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, HeartbeatParams, MaintenanceReport, ReportOutcome, ReportParams,
-    RunOutcome, StoreResult,
+    ClaimParams, ClaimedSubTask, ReportOutcome, ReportParams, RunOutcome, StoreResult,
 };
 use taskd_store_sql::run_plan::{
-    LEASE_EXPIRED_CODE, LeasedRow, MAX_CANDIDATE_TASKS, ShareOut, abandons, claimed_sub_tasks,
-    decide, lease_expired_message,
+    LeasedRow, MAX_CANDIDATE_TASKS, ShareOut, claimed_sub_tasks, decide,
 };
 use taskd_store_sql::{corrupt, parse_sub_task_state};
 
-use taskd_store_sql::control::write_task;
-use taskd_store_sql::tasks::{count_move, load_by_id_locked};
+use taskd_store_sql::run::settle;
+use taskd_store_sql::tasks::load_by_id_locked;
 
 use crate::driver::PgConn;
 use crate::{PgDriver, begin_write, db, give_up};
@@ -158,69 +155,13 @@ pub(crate) async fn claim(
         // The rows already moved; the counters read here are from before.
         let mut progress = task.progress;
         progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
-        settle(&mut tx, &task, progress, false, now).await?;
+        settle(&mut PgConn(&mut tx), &task, progress, false, now).await?;
 
         claimed_sub_tasks(&task, rows, lease_until, &mut claimed)?;
         share_out.got(got);
     }
     tx.commit().await.map_err(db)?;
     Ok(claimed)
-}
-
-/// Writes a task's new counters and the state they imply, and moves its `task_counts`.
-async fn settle(
-    conn: &mut PgConnection,
-    task: &Task,
-    progress: Progress,
-    runnable: bool,
-    now: Timestamp,
-) -> StoreResult<()> {
-    if !progress.is_consistent() {
-        return Err(corrupt(format!(
-            "task {}: counters would become {progress:?}",
-            task.id
-        )));
-    }
-    let before = task.state;
-    let after = before.derive(&progress);
-    debug_assert!(before.can_transition(after), "{before:?} -> {after:?}");
-    write_task(
-        &mut PgConn(conn),
-        task.id,
-        before,
-        after,
-        &progress,
-        runnable,
-        now,
-    )
-    .await?;
-    count_move(&mut PgConn(conn), task, before, after).await?;
-    Ok(())
-}
-
-pub(crate) const HEARTBEAT_SQL: &str = "UPDATE sub_tasks s SET lease_until = $1, \
-     progress = COALESCE($2, s.progress), updated_at = $3 \
-     WHERE s.id = $4 AND s.state = 'processing' AND s.attempts = $5 \
-     AND ($6::TEXT IS NULL OR EXISTS (SELECT 1 FROM tasks t \
-                                      WHERE t.id = s.task_id AND t.project_id = $6))";
-
-pub(crate) async fn heartbeat(
-    store: &PgDriver,
-    p: HeartbeatParams,
-) -> StoreResult<Option<Timestamp>> {
-    let mut conn = store.pool.acquire().await.map_err(db)?;
-    let changed = sqlx::query(HEARTBEAT_SQL)
-        .bind(p.lease_until.0)
-        .bind(p.progress.map(i64::from))
-        .bind(p.now.0)
-        .bind(p.sub_task_id.0)
-        .bind(i64::from(p.attempt))
-        .bind(&p.project_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?
-        .rows_affected();
-    Ok((changed == 1).then_some(p.lease_until))
 }
 
 /// Records a batch's results in one statement: a row per result, guarded by the state and
@@ -367,232 +308,9 @@ pub(crate) async fn report(
     }
     for (task, progress) in touched.values() {
         if *progress != task.progress {
-            settle(&mut tx, task, *progress, false, now).await?;
+            settle(&mut PgConn(&mut tx), task, *progress, false, now).await?;
         }
     }
     tx.commit().await.map_err(db)?;
     Ok(outcomes)
-}
-
-pub(crate) const RETRIES_DUE_SQL: &str = "SELECT id, task_id, lease_expiries FROM sub_tasks \
-     WHERE state = 'retry_waiting' AND ready_at <= $1 ORDER BY ready_at LIMIT $2";
-pub(crate) const LEASES_EXPIRED_SQL: &str = "SELECT id, task_id, lease_expiries FROM sub_tasks \
-     WHERE state = 'processing' AND lease_until < $1 ORDER BY lease_until LIMIT $2";
-
-pub(crate) async fn maintain(
-    store: &PgDriver,
-    now: Timestamp,
-    max_rows: u32,
-) -> StoreResult<MaintenanceReport> {
-    let retries = requeue(store, Requeue::RetriesDue, now, max_rows).await?;
-    let leases = requeue(store, Requeue::LeasesExpired, now, max_rows).await?;
-    let (deadline_tasks, timed_out) = expire_deadlines(store, now, max_rows).await?;
-    Ok(MaintenanceReport {
-        retries_released: retries.requeued,
-        leases_expired: leases.requeued,
-        leases_abandoned: leases.abandoned,
-        timed_out,
-        more: retries.rows == u64::from(max_rows)
-            || leases.rows == u64::from(max_rows)
-            || deadline_tasks == u64::from(max_rows),
-    })
-}
-
-/// Ends the unfinished sub-tasks of up to `max_tasks` tasks whose deadline passed, as
-/// failed (`TIMEOUT`), with the counters; each task locked in id order first. Returns
-/// (tasks, sub-tasks) ended.
-async fn expire_deadlines(
-    store: &PgDriver,
-    now: Timestamp,
-    max_tasks: u32,
-) -> StoreResult<(u64, u64)> {
-    let mut tx = begin_write(store).await?;
-    let due: Vec<i64> = sqlx::query_scalar(crate::legacy::DEADLINES_DUE_SQL)
-        .bind(now.0)
-        .bind(i64::from(max_tasks))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-    if due.is_empty() {
-        return give_up(tx, (0, 0)).await;
-    }
-    let mut ended = 0u64;
-    for task_id in &due {
-        let Some(task) = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(*task_id)).await?
-        else {
-            continue;
-        };
-        let moved =
-            taskd_store_sql::legacy::expire_task(&mut PgConn(&mut tx), task.id, now).await?;
-        let mut progress = task.progress;
-        for (from, n) in taskd_store_sql::legacy::UNFINISHED.into_iter().zip(moved) {
-            progress.move_n(from, SubTaskState::Failed, n);
-            ended += n as u64;
-        }
-        if progress != task.progress {
-            settle(&mut tx, &task, progress, false, now).await?;
-        }
-    }
-    tx.commit().await.map_err(db)?;
-    Ok((due.len() as u64, ended))
-}
-
-/// What `requeue` does to the sub-tasks one select finds.
-#[derive(Clone, Copy)]
-enum Requeue {
-    RetriesDue,
-    LeasesExpired,
-}
-
-#[derive(Default)]
-struct Requeued {
-    rows: u64,
-    requeued: u64,
-    abandoned: u64,
-}
-
-// Guarded by the state read before the task's lock; what changed since stays put (a
-// processing row only while its lease is still the expired one).
-const REQUEUE_SQL: &str = "UPDATE sub_tasks SET state = 'waiting', \
-     ready_at = LEAST(COALESCE(ready_at, $1), $1), lease_expiries = lease_expiries + $2, \
-     lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-     WHERE id = ANY($3) AND state = $4 AND (state <> 'processing' OR lease_until < $1)";
-const ABANDON_SQL: &str = "UPDATE sub_tasks SET state = 'failed', \
-     lease_expiries = lease_expiries + 1, error_code = $2, error_msg = $3, \
-     lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-     WHERE id = ANY($4) AND state = 'processing' AND lease_until < $1";
-
-/// Puts the sub-tasks the select finds back in the queue, claimable now (a due retry
-/// keeps its due time, which is not later than now). An expired lease counts against
-/// the sub-task; at `LEASE_EXPIRIES_BEFORE_FAILURE` it fails instead.
-async fn requeue(
-    store: &PgDriver,
-    what: Requeue,
-    now: Timestamp,
-    max_rows: u32,
-) -> StoreResult<Requeued> {
-    let (select_sql, from) = match what {
-        Requeue::RetriesDue => (RETRIES_DUE_SQL, SubTaskState::RetryWaiting),
-        Requeue::LeasesExpired => (LEASES_EXPIRED_SQL, SubTaskState::Processing),
-    };
-    let expired = matches!(what, Requeue::LeasesExpired);
-    let mut tx = begin_write(store).await?;
-    let rows: Vec<(i64, i64, i32)> = sqlx::query_as(select_sql)
-        .bind(now.0)
-        .bind(i64::from(max_rows))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-    let mut done = Requeued {
-        rows: rows.len() as u64,
-        ..Requeued::default()
-    };
-    if rows.is_empty() {
-        return give_up(tx, done).await;
-    }
-    // Per task, in id order (the lock order): (to requeue, to abandon).
-    let mut by_task: BTreeMap<i64, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
-    for (id, task_id, expiries) in &rows {
-        let ids = by_task.entry(*task_id).or_default();
-        if expired && abandons(i64::from(*expiries)) {
-            ids.1.push(*id);
-        } else {
-            ids.0.push(*id);
-        }
-    }
-    let message = lease_expired_message();
-    for (task_id, (requeue_ids, abandon_ids)) in by_task {
-        let Some(task) = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(task_id)).await?
-        else {
-            continue;
-        };
-        let requeued = if requeue_ids.is_empty() {
-            0
-        } else {
-            sqlx::query(REQUEUE_SQL)
-                .bind(now.0)
-                .bind(i32::from(expired))
-                .bind(&requeue_ids)
-                .bind(from.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected()
-        };
-        let abandoned = if abandon_ids.is_empty() {
-            0
-        } else {
-            sqlx::query(ABANDON_SQL)
-                .bind(now.0)
-                .bind(LEASE_EXPIRED_CODE)
-                .bind(&message)
-                .bind(&abandon_ids)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected()
-        };
-        if requeued + abandoned == 0 {
-            continue;
-        }
-        let mut progress = task.progress;
-        progress.move_n(from, SubTaskState::Waiting, requeued as i64);
-        progress.move_n(from, SubTaskState::Failed, abandoned as i64);
-        settle(&mut tx, &task, progress, requeued > 0, now).await?;
-        done.requeued += requeued;
-        done.abandoned += abandoned;
-    }
-    if done.requeued > 0 {
-        crate::wakeups::notify_ready(&mut tx).await?;
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(done)
-}
-
-pub(crate) const NEXT_DUE_SQL: &str = "SELECT LEAST( \
-     (SELECT MIN(schedule_at) FROM tasks WHERE runnable AND schedule_at > $1), \
-     (SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting'), \
-     (SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing'), \
-     (SELECT MIN(deadline_at) FROM task_deadlines WHERE pending))";
-
-pub(crate) async fn next_due(store: &PgDriver, now: Timestamp) -> StoreResult<Option<Timestamp>> {
-    let mut conn = store.pool.acquire().await.map_err(db)?;
-    let due: Option<i64> = sqlx::query_scalar(NEXT_DUE_SQL)
-        .bind(now.0)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
-    Ok(due.map(Timestamp))
-}
-
-const LEADER_ACQUIRE_SQL: &str = "INSERT INTO leaders (name, holder, until) VALUES ($1, $2, $3) \
-     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-     WHERE leaders.holder = excluded.holder OR leaders.until < $4";
-
-/// One statement: `INSERT ... ON CONFLICT DO UPDATE ... WHERE` takes the row lock, so of
-/// two nodes racing for a lapsed term exactly one updates the row.
-pub(crate) async fn leader_acquire(
-    store: &PgDriver,
-    p: &taskd_store::LeaderParams,
-) -> StoreResult<bool> {
-    let won = sqlx::query(LEADER_ACQUIRE_SQL)
-        .bind(&p.name)
-        .bind(&p.holder)
-        .bind(p.until.0)
-        .bind(p.now.0)
-        .execute(&store.pool)
-        .await
-        .map_err(db)?
-        .rows_affected();
-    Ok(won == 1)
-}
-
-pub(crate) async fn leader_release(store: &PgDriver, name: &str, holder: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM leaders WHERE name = $1 AND holder = $2")
-        .bind(name)
-        .bind(holder)
-        .execute(&store.pool)
-        .await
-        .map_err(db)?;
-    Ok(())
 }

@@ -307,12 +307,12 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
             "sub_tasks_ready",
         ),
         (
-            crate::run::LEASES_EXPIRED_SQL,
+            taskd_store_sql::run::LEASES_EXPIRED_SQL,
             vec![Int(NOW.0 + 1), Int(100)],
             "sub_tasks_leases",
         ),
         (
-            crate::run::RETRIES_DUE_SQL,
+            taskd_store_sql::run::RETRIES_DUE_SQL,
             vec![Int(NOW.0 + 1), Int(100)],
             "sub_tasks_retry_due",
         ),

@@ -29,8 +29,8 @@ use taskd_core::{
     Timestamp,
 };
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
-    MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, StoreError, StoreResult,
+    ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, Page, RegistryRefusal,
+    ReportOutcome, ReportParams, StoreError, StoreResult,
 };
 use tokio::sync::Notify;
 
@@ -240,6 +240,11 @@ pub enum DialectSql {
     /// Up to `$2` finished tasks last updated before `$1`, oldest first, locked for
     /// deletion (PostgreSQL: rows another node's purge holds are skipped).
     PurgePick,
+    /// Up to `$2` tasks whose legacy deadline passed by `$1` and is still pending.
+    DeadlinesDue,
+    /// The earliest of: a schedule time after `$1` of a runnable task, a due retry, a
+    /// lease end, a pending deadline (NULL when there is none).
+    NextDue,
 }
 
 /// A SQL backend.
@@ -316,12 +321,7 @@ pub type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
 #[async_trait]
 pub trait BackendUseCases: Send + Sync {
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
-    async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>>;
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;
-    async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport>;
-    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
-    async fn leader_acquire(&self, params: &LeaderParams) -> StoreResult<bool>;
-    async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()>;
     async fn device_insert(&self, new: NewDevice, now: Timestamp) -> Refusable<Device>;
     async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>>;
     async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>>;

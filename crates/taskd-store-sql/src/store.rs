@@ -23,7 +23,7 @@ use taskd_store::{
 use tokio::sync::Notify;
 
 use crate::driver::{BackendUseCases, Conn, Driver, Stmt};
-use crate::{control, credentials, files, legacy, operations, tasks};
+use crate::{control, credentials, files, legacy, operations, run, tasks};
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
 /// driver is (pools are shared). Derefs to the driver, for what only one backend offers
@@ -220,7 +220,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::finds_nothing(params.project_id.as_deref()) {
             return Ok(None);
         }
-        self.driver.sub_task_heartbeat(params).await
+        run::heartbeat(&self.driver, params).await
     }
 
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
@@ -232,19 +232,19 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
     }
 
     async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport> {
-        self.driver.maintain(now, max_rows).await
+        run::maintain(&self.driver, now, max_rows).await
     }
 
     async fn leader_acquire(&self, params: &taskd_store::LeaderParams) -> StoreResult<bool> {
         params.check_text()?;
-        self.driver.leader_acquire(params).await
+        run::leader_acquire(&self.driver, params).await
     }
 
     async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()> {
         if text::finds_nothing([name, holder]) {
             return Ok(());
         }
-        self.driver.leader_release(name, holder).await
+        run::leader_release(&self.driver, name, holder).await
     }
 
     fn wakeups(&self) -> Option<Arc<Notify>> {
@@ -252,7 +252,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
-        self.driver.next_due(now).await
+        run::next_due(&self.driver, now).await
     }
 
     async fn file_insert(

@@ -220,6 +220,18 @@ impl Driver for SqliteDriver {
                  WHERE state IN ('succeeded', 'failed', 'partially_succeeded', 'stopped') \
                  AND updated_at < $1 ORDER BY updated_at LIMIT $2"
             ),
+            DialectSql::DeadlinesDue => {
+                "SELECT task_id FROM task_deadlines \
+                 INDEXED BY task_deadlines_due WHERE pending = 1 AND deadline_at <= $1 \
+                 ORDER BY deadline_at LIMIT $2"
+            }
+            DialectSql::NextDue => {
+                "SELECT MIN(t) FROM ( \
+                 SELECT MIN(schedule_at) AS t FROM tasks WHERE runnable = 1 AND schedule_at > $1 \
+                 UNION ALL SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting' \
+                 UNION ALL SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing' \
+                 UNION ALL SELECT MIN(deadline_at) FROM task_deadlines WHERE pending = 1)"
+            }
         }
     }
 }

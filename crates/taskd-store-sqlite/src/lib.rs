@@ -37,7 +37,6 @@ mod driver;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod health;
-mod legacy;
 mod run;
 /// Row types shared with the other SQL backend.
 use taskd_store_sql as rows;
@@ -54,8 +53,8 @@ use taskd_core::{
     Device, DeviceGroup, DeviceUpdate, NewDevice, NewDeviceGroup, TaskScope, Timestamp,
 };
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, HeartbeatParams, LeaderParams,
-    MaintenanceReport, Page, ReportOutcome, ReportParams, StoreError, StoreResult,
+    ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, Page, ReportOutcome,
+    ReportParams, StoreError, StoreResult,
 };
 use taskd_store_sql::SqlStore;
 use taskd_store_sql::driver::{BackendUseCases, Refusable};
@@ -240,28 +239,8 @@ impl BackendUseCases for SqliteDriver {
         run::claim(self, params).await
     }
 
-    async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>> {
-        run::heartbeat(self, params).await
-    }
-
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
         run::report(self, params).await
-    }
-
-    async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport> {
-        run::maintain(self, now, max_rows).await
-    }
-
-    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
-        run::next_due(self, now).await
-    }
-
-    async fn leader_acquire(&self, params: &LeaderParams) -> StoreResult<bool> {
-        run::leader_acquire(self, params).await
-    }
-
-    async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()> {
-        run::leader_release(self, name, holder).await
     }
 
     async fn device_insert(&self, new: NewDevice, now: Timestamp) -> Refusable<Device> {

@@ -109,9 +109,19 @@ async fn listing_and_control_statements_use_their_indexes() {
     // The runner: claimable rows, due retries and expired leases come from their partial
     // indexes, never from a walk over a task's finished sub-tasks.
     assert_searches(&store, run::CLAIM_ROWS_SQL, "INDEX sub_tasks_ready").await;
-    assert_searches(&store, run::RETRIES_DUE_SQL, "INDEX sub_tasks_retry_due").await;
-    assert_searches(&store, run::LEASES_EXPIRED_SQL, "INDEX sub_tasks_leases").await;
-    assert_searches(&store, run::HEARTBEAT_SQL, "PRIMARY KEY").await;
+    assert_searches(
+        &store,
+        taskd_store_sql::run::RETRIES_DUE_SQL,
+        "INDEX sub_tasks_retry_due",
+    )
+    .await;
+    assert_searches(
+        &store,
+        taskd_store_sql::run::LEASES_EXPIRED_SQL,
+        "INDEX sub_tasks_leases",
+    )
+    .await;
+    assert_searches(&store, taskd_store_sql::run::HEARTBEAT_SQL, "PRIMARY KEY").await;
     // Reads only the tasks with something running (the partial index), never all tasks.
     let running = plan(&store, run::RUNNING_SQL).await;
     assert_eq!(running, "SCAN tasks USING INDEX tasks_running", "{running}");
