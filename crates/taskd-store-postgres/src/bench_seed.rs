@@ -66,7 +66,7 @@ impl PgDriver {
             .await
             .map_err(db)?;
             count_add(
-                &mut PgConn(&mut tx),
+                &mut PgConn(&mut *tx),
                 scope,
                 None,
                 "firmwareUpgrade",

@@ -2,6 +2,7 @@
 //! a statement is bound and run here, the write transaction, the advisory locks, and the
 //! text of the statements PostgreSQL says differently.
 
+use std::ops::DerefMut;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,12 +16,6 @@ use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, St
 use tokio::sync::Notify;
 
 use crate::{PgDriver, db};
-
-/// A `READ COMMITTED` write transaction; its row and advisory locks serialise writers.
-pub struct PgTx(pub(crate) sqlx::Transaction<'static, Postgres>);
-
-/// A pooled connection for one-statement reads.
-pub struct PgRead(PoolConnection<Postgres>);
 
 /// Binds `args` in order. A list goes in as an array, for `= ANY($n)`.
 fn bound<'q>(sql: &'q str, args: Vec<Arg<'q>>) -> Query<'q, Postgres, PgArguments> {
@@ -65,27 +60,19 @@ async fn fetch_optional<R: SqlRow>(
     row.map(|row| R::from_row(&row).map_err(db)).transpose()
 }
 
-/// A connection borrowed by backend code that still runs its own sqlx statements, so it
-/// can call the shared helpers (`taskd_store_sql::tasks::count_move`, ...).
-pub(crate) struct PgConn<'c>(pub(crate) &'c mut PgConnection);
+/// A connection this backend runs the shared logic's statements on: a transaction
+/// ([`PgTx`]), a pooled connection ([`PgRead`]), or one borrowed by backend code that still
+/// runs its own sqlx statements (`PgConn(&mut *tx)`), so it can call the shared helpers.
+pub struct PgConn<C>(pub(crate) C);
+
+/// A write transaction.
+pub type PgTx = PgConn<sqlx::Transaction<'static, Postgres>>;
+
+/// A pooled connection for one-statement reads.
+pub type PgRead = PgConn<PoolConnection<Postgres>>;
 
 #[async_trait]
-impl Conn for PgConn<'_> {
-    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
-        execute(self.0, stmt).await
-    }
-
-    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
-        fetch_all(self.0, stmt).await
-    }
-
-    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
-        fetch_optional(self.0, stmt).await
-    }
-}
-
-#[async_trait]
-impl Conn for PgTx {
+impl<C: DerefMut<Target = PgConnection> + Send> Conn for PgConn<C> {
     async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
         execute(&mut self.0, stmt).await
     }
@@ -110,21 +97,6 @@ impl Tx for PgTx {
     }
 }
 
-#[async_trait]
-impl Conn for PgRead {
-    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
-        execute(&mut self.0, stmt).await
-    }
-
-    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
-        fetch_all(&mut self.0, stmt).await
-    }
-
-    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
-        fetch_optional(&mut self.0, stmt).await
-    }
-}
-
 /// The first key of each class of advisory lock (the second is a hash of the key).
 const fn lock_class(lock: KeyLock) -> i32 {
     match lock {
@@ -139,11 +111,11 @@ impl Driver for PgDriver {
     type Read = PgRead;
 
     async fn begin_write(&self) -> StoreResult<PgTx> {
-        crate::begin_write(self).await.map(PgTx)
+        crate::begin_write(self).await.map(PgConn)
     }
 
     async fn begin_read(&self) -> StoreResult<PgTx> {
-        crate::begin_read(self).await.map(PgTx)
+        crate::begin_read(self).await.map(PgConn)
     }
 
     async fn write_one(&self, stmt: Stmt<'_>) -> StoreResult<u64> {
@@ -152,7 +124,7 @@ impl Driver for PgDriver {
     }
 
     async fn read(&self) -> StoreResult<PgRead> {
-        self.pool.acquire().await.map(PgRead).map_err(db)
+        self.pool.acquire().await.map(PgConn).map_err(db)
     }
 
     async fn lock_key(tx: &mut PgTx, lock: KeyLock, key: &[&str]) -> StoreResult<()> {

@@ -149,13 +149,13 @@ pub(crate) async fn claim(
             continue;
         }
         // Already locked by the candidate query.
-        let task = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(c.id))
+        let task = load_by_id_locked::<PgDriver>(&mut PgConn(&mut *tx), Id(c.id))
             .await?
             .ok_or_else(|| corrupt(format!("task {} vanished under its row lock", Id(c.id))))?;
         // The rows already moved; the counters read here are from before.
         let mut progress = task.progress;
         progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
-        settle(&mut PgConn(&mut tx), &task, progress, false, now).await?;
+        settle(&mut PgConn(&mut *tx), &task, progress, false, now).await?;
 
         claimed_sub_tasks(&task, rows, lease_until, &mut claimed)?;
         share_out.got(got);
@@ -211,7 +211,8 @@ pub(crate) async fn report(
     .map_err(db)?;
     let mut touched: BTreeMap<i64, (Task, Progress)> = BTreeMap::new();
     for task_id in task_ids {
-        if let Some(task) = load_by_id_locked::<PgDriver>(&mut PgConn(&mut tx), Id(task_id)).await?
+        if let Some(task) =
+            load_by_id_locked::<PgDriver>(&mut PgConn(&mut *tx), Id(task_id)).await?
         {
             let progress = task.progress;
             touched.insert(task_id, (task, progress));
@@ -308,7 +309,7 @@ pub(crate) async fn report(
     }
     for (task, progress) in touched.values() {
         if *progress != task.progress {
-            settle(&mut PgConn(&mut tx), task, *progress, false, now).await?;
+            settle(&mut PgConn(&mut *tx), task, *progress, false, now).await?;
         }
     }
     tx.commit().await.map_err(db)?;

@@ -2,6 +2,8 @@
 //! statement is bound and run here, the write transaction, and the text of the
 //! statements SQLite says differently.
 
+use std::ops::DerefMut;
+
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -13,12 +15,6 @@ use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, St
 
 use crate::{SqliteDriver, db};
 use taskd_store_sql::corrupt;
-
-/// A `BEGIN IMMEDIATE` transaction on the writer.
-pub struct SqliteTx(pub(crate) sqlx::Transaction<'static, Sqlite>);
-
-/// A reader connection from the pool.
-pub struct SqliteRead(PoolConnection<Sqlite>);
 
 /// Binds `args` in order. A list goes in as JSON text, read by `json_each`.
 fn bound<'q>(sql: &'q str, args: Vec<Arg<'q>>) -> Query<'q, Sqlite, SqliteArguments> {
@@ -64,27 +60,19 @@ async fn fetch_optional<R: SqlRow>(
     row.map(|row| R::from_row(&row).map_err(db)).transpose()
 }
 
-/// A connection borrowed by backend code that still runs its own sqlx statements, so it
-/// can call the shared helpers (`taskd_store_sql::tasks::count_move`, ...).
-pub(crate) struct SqliteConn<'c>(pub(crate) &'c mut SqliteConnection);
+/// A connection this backend runs the shared logic's statements on: a transaction
+/// ([`SqliteTx`]), a pooled connection ([`SqliteRead`]), or one borrowed by backend code that still
+/// runs its own sqlx statements (`SqliteConn(&mut *tx)`), so it can call the shared helpers.
+pub struct SqliteConn<C>(pub(crate) C);
+
+/// A write transaction.
+pub type SqliteTx = SqliteConn<sqlx::Transaction<'static, Sqlite>>;
+
+/// A pooled connection for one-statement reads.
+pub type SqliteRead = SqliteConn<PoolConnection<Sqlite>>;
 
 #[async_trait]
-impl Conn for SqliteConn<'_> {
-    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
-        execute(self.0, stmt).await
-    }
-
-    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
-        fetch_all(self.0, stmt).await
-    }
-
-    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
-        fetch_optional(self.0, stmt).await
-    }
-}
-
-#[async_trait]
-impl Conn for SqliteTx {
+impl<C: DerefMut<Target = SqliteConnection> + Send> Conn for SqliteConn<C> {
     async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
         execute(&mut self.0, stmt).await
     }
@@ -110,31 +98,16 @@ impl Tx for SqliteTx {
 }
 
 #[async_trait]
-impl Conn for SqliteRead {
-    async fn execute(&mut self, stmt: Stmt<'_>) -> StoreResult<u64> {
-        execute(&mut self.0, stmt).await
-    }
-
-    async fn fetch_all<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Vec<R>> {
-        fetch_all(&mut self.0, stmt).await
-    }
-
-    async fn fetch_optional<R: SqlRow>(&mut self, stmt: Stmt<'_>) -> StoreResult<Option<R>> {
-        fetch_optional(&mut self.0, stmt).await
-    }
-}
-
-#[async_trait]
 impl Driver for SqliteDriver {
     type Tx = SqliteTx;
     type Read = SqliteRead;
 
     async fn begin_write(&self) -> StoreResult<SqliteTx> {
-        crate::begin_write(self).await.map(SqliteTx)
+        crate::begin_write(self).await.map(SqliteConn)
     }
 
     async fn begin_read(&self) -> StoreResult<SqliteTx> {
-        crate::begin_read(self).await.map(SqliteTx)
+        crate::begin_read(self).await.map(SqliteConn)
     }
 
     async fn write_one(&self, stmt: Stmt<'_>) -> StoreResult<u64> {
@@ -143,7 +116,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn read(&self) -> StoreResult<SqliteRead> {
-        self.reader.acquire().await.map(SqliteRead).map_err(db)
+        self.reader.acquire().await.map(SqliteConn).map_err(db)
     }
 
     async fn lock_key(_tx: &mut SqliteTx, _lock: KeyLock, _key: &[&str]) -> StoreResult<()> {

@@ -150,13 +150,13 @@ pub(crate) async fn claim(
             share_out.got(0);
             continue;
         }
-        let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut tx), Id(c.id))
+        let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut *tx), Id(c.id))
             .await?
             .ok_or_else(|| corrupt(format!("task {} vanished under the write lock", Id(c.id))))?;
         // The rows already moved; the counters read here are from before.
         let mut progress = task.progress;
         progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
-        settle(&mut SqliteConn(&mut tx), &task, progress, false, now).await?;
+        settle(&mut SqliteConn(&mut *tx), &task, progress, false, now).await?;
 
         claimed_sub_tasks(&task, rows, lease_until, &mut claimed)?;
         share_out.got(got);
@@ -206,7 +206,7 @@ pub(crate) async fn report(
         let (task, progress) = match touched.entry(task_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut tx), task_id)
+                let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut *tx), task_id)
                     .await?
                     .ok_or_else(|| corrupt(format!("sub-task of a missing task {task_id}")))?;
                 let progress = task.progress;
@@ -264,7 +264,7 @@ pub(crate) async fn report(
     }
     for (task, progress) in touched.values() {
         if *progress != task.progress {
-            settle(&mut SqliteConn(&mut tx), task, *progress, false, now).await?;
+            settle(&mut SqliteConn(&mut *tx), task, *progress, false, now).await?;
         }
     }
     tx.commit().await.map_err(db)?;
