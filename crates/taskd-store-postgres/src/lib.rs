@@ -1,18 +1,18 @@
-//! The shared storage backend of taskd: [`PgDriver`], a [`taskd_store::Store`] on a
-//! PostgreSQL database through sqlx. Several taskd nodes may serve from one database.
+//! The shared storage backend of taskd: [`PgStore`], a [`taskd_store::Store`] on a
+//! PostgreSQL database through sqlx ([`connect`]). Several taskd nodes may serve from one database.
 //!
-//! Layout of the crate (the same as `taskd-store-sqlite`, whose semantics it mirrors):
-//! * `lib.rs`: connecting, the pool, error mapping and the `Store` impl, which applies
-//!   the rule on text (`taskd_store::text`) and dispatches;
-//! * `rows` (the `taskd-store-sql` crate, shared with the other SQL backend): the row
-//!   types and their mapping back into `taskd_core` types;
-//! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
-//! * `control`: stop / retry / confirm;
-//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks), heartbeats,
-//!   results and maintenance;
-//! * `credentials`, `files`: the small tables;
+//! The use cases (what to read, refuse, lock and write) are written once, in
+//! `taskd-store-sql`, over its `Driver` seam; this crate is the PostgreSQL driver:
+//! * `lib.rs`: connecting, the pool, error mapping, and the use cases not yet written
+//!   once (`BackendUseCases`: devices, claims, result batches);
+//! * `driver`: the `Driver` impl: binding and running a statement (lists as arrays for
+//!   `= ANY($n)`), row locks (`FOR UPDATE`), advisory locks (`KeyLock`), the statements
+//!   PostgreSQL says its own way (`DialectSql`), the `unnest` bulk sub-task insert, NOTIFY;
+//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks) and result batches
+//!   (one `unnest` UPDATE);
 //! * `devices`: the device registry (devices, groups, members) and the registry effects,
 //!   with its own lock order (see there);
+//! * `wakeups`: `NOTIFY taskd_ready` and the `LISTEN` task behind `Store::wakeups`;
 //! * `bench_seed`: bulk rows for `taskd bench`.
 //!
 //! How it uses PostgreSQL:

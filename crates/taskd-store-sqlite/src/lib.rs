@@ -1,17 +1,17 @@
-//! The embedded storage backend of taskd: [`SqliteDriver`], a [`taskd_store::Store`] on
-//! one SQLite file (`<data_dir>/taskd.sqlite3`) through sqlx.
+//! The embedded storage backend of taskd: [`SqliteStore`], a [`taskd_store::Store`] on
+//! one SQLite file (`<data_dir>/taskd.sqlite3`) through sqlx ([`open`]).
 //!
-//! Layout of the crate:
-//! * `lib.rs`: opening, closing, the two connection pools and the `Store` impl, which
-//!   applies the rule on text (`taskd_store::text`) and dispatches;
-//! * `health`: readiness (`Store::check_writable`);
-//! * `rows` (the `taskd-store-sql` crate, shared with the other SQL backend): the row
-//!   types and their mapping back into `taskd_core` types;
-//! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
-//! * `control`: stop / retry / confirm;
-//! * `run`: claims, heartbeats, results and maintenance (the engine's runner);
-//! * `credentials`, `files`: the small tables;
-//! * `devices`: the device registry (devices, groups, members) and the registry effects.
+//! The use cases (what to read, refuse, lock and write) are written once, in
+//! `taskd-store-sql`, over its `Driver` seam; this crate is the SQLite driver:
+//! * `lib.rs`: opening, closing, the two connection pools, error mapping, and the use
+//!   cases not yet written once (`BackendUseCases`: devices, claims, result batches);
+//! * `driver`: the `Driver` impl: binding and running a statement, `BEGIN IMMEDIATE`, the
+//!   statements SQLite says its own way (`DialectSql`), the bulk sub-task insert;
+//! * `health`: readiness (`Store::check_writable` measures the room left);
+//! * `run`: claims and result batches (one writer: no row locks, a statement per result);
+//! * `devices`: the device registry (devices, groups, members) and the registry effects;
+//! * `fault` (feature `fault-injection`): `limit_pages`, a full disk for tests;
+//! * `bench_seed`: bulk rows for `taskd bench`.
 //!
 //! How it uses SQLite:
 //! * WAL journal, `synchronous = NORMAL`, foreign keys on, a 5 s busy timeout. Readers
@@ -26,7 +26,7 @@
 //! * The schema lives in `migrations/`, applied by `sqlx::migrate!` on open.
 //!
 //! Architecture invariants (see also the rules in `taskd_store`):
-//! * a state write is guarded by the state it expects (`WHERE ... AND state = ?`) and
+//! * a state write is guarded by the state it expects (`WHERE ... AND state = $n`) and
 //!   the new state comes from the tables in `taskd_core::state`;
 //! * progress counters (on the task row) and `task_counts` change in the same
 //!   transaction as the rows they count; nothing ever counts rows to answer a request.
