@@ -1,5 +1,6 @@
 //! The shared storage backend of taskd: [`PgStore`], a [`taskd_store::Store`] on a
-//! PostgreSQL database through sqlx ([`connect`]). Several taskd nodes may serve from one database.
+//! PostgreSQL database through sqlx ([`connect`]). Several taskd nodes may serve from one
+//! database.
 //!
 //! The use cases (what to read, refuse, lock and write) are written once, in
 //! `taskd-store-sql`, over its `Driver` seam; this crate is the PostgreSQL driver:
