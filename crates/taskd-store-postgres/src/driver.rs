@@ -27,6 +27,7 @@ fn bound<'q>(sql: &'q str, args: Vec<Arg<'q>>) -> Query<'q, Postgres, PgArgument
             Arg::Text(v) => query.bind(v),
             Arg::OptText(v) => query.bind(v),
             Arg::Bool(v) => query.bind(v),
+            Arg::OptBool(v) => query.bind(v),
             Arg::Ints(v) => query.bind(v),
             Arg::Texts(v) => query.bind(v),
         };
@@ -102,6 +103,8 @@ const fn lock_class(lock: KeyLock) -> i32 {
     match lock {
         // Spells "tskf".
         KeyLock::Files => 0x7473_6b66,
+        // Spells "dgrp".
+        KeyLock::Groups => 0x6467_7270,
     }
 }
 
@@ -190,6 +193,8 @@ impl Driver for PgDriver {
     async fn close(&self) {
         PgDriver::close(self).await;
     }
+
+    const FOR_SHARE: &'static str = " FOR SHARE";
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 

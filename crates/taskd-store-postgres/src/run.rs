@@ -257,8 +257,13 @@ pub(crate) async fn report(
         // A registry effect happens with the success, in this transaction, or not at all.
         let mut outcome = result.outcome;
         if let (RunOutcome::Succeeded { .. }, Some(effect)) = (&outcome, &result.effect)
-            && let Err(refused) =
-                crate::devices::apply_device_effect(&mut tx, &task.scope, effect, now).await?
+            && let Err(refused) = taskd_store_sql::registry::apply_device_effect::<PgDriver>(
+                &mut PgConn(&mut *tx),
+                &task.scope,
+                effect,
+                now,
+            )
+            .await?
         {
             outcome = RunOutcome::Failed {
                 error_code: refused.error_code,

@@ -385,7 +385,7 @@ async fn fresh_store(suffix: &str) -> Option<(crate::PgStore, DropSchema)> {
 /// priced out, none of them appears (tables this small would otherwise be read whole).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_statements_have_index_paths() {
-    use crate::devices::{
+    use taskd_store_sql::registry::{
         DEVICE_GET_SQL, DeviceShape, GROUP_COUNT_SQL, GROUP_GET_SQL, GROUP_HAS_CHILDREN_SQL,
         GROUP_NAME_TAKEN_SQL, GROUPS_OF_DEVICE_SQL, GroupShape, HAS_SUB_DEVICES_SQL, IS_MEMBER_SQL,
         MEMBER_IDS_SQL, MEMBERS_OF_GROUP_SQL, device_count_sql, device_list_sql, group_count_sql,
@@ -531,7 +531,10 @@ async fn device_effects_apply_in_the_callers_transaction() {
     use taskd_core::AuthType;
     use taskd_store::{DeviceEffect, DeviceEffectRefused};
 
-    use crate::devices::apply_device_effect;
+    use taskd_store_sql::registry::apply_device_effect;
+
+    use crate::PgDriver as Driver;
+    use crate::driver::PgConn;
 
     let Some((store, _drop)) = fresh_store("registry_effects").await else {
         return;
@@ -556,7 +559,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
 
     let mut tx = crate::begin_write(&store).await.unwrap();
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &create, NOW)
+        apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &create, NOW)
             .await
             .unwrap(),
         Ok(())
@@ -565,7 +568,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
     assert_eq!(store.device_get(&scope, "prod_n1").await.unwrap(), None);
 
     let mut tx = crate::begin_write(&store).await.unwrap();
-    apply_device_effect(&mut tx, &scope, &create, NOW)
+    apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &create, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -573,7 +576,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
     let before = store.device_get(&scope, "prod_n1").await.unwrap().unwrap();
     let mut tx = crate::begin_write(&store).await.unwrap();
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &create, NOW.plus_millis(1))
+        apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &create, NOW.plus_millis(1))
             .await
             .unwrap(),
         Err(DeviceEffectRefused {
@@ -585,7 +588,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
         device_id: "nope".into(),
     };
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &missing, NOW)
+        apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &missing, NOW)
             .await
             .unwrap()
             .unwrap_err()

@@ -24,13 +24,10 @@ use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use taskd_core::{
-    Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, NewSubTask, TaskScope,
-    Timestamp,
-};
+use taskd_core::{Id, NewSubTask, Timestamp};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, Page, RegistryRefusal,
-    ReportOutcome, ReportParams, StoreError, StoreResult,
+    ClaimParams, ClaimedSubTask, RegistryRefusal, ReportOutcome, ReportParams, StoreError,
+    StoreResult,
 };
 use tokio::sync::Notify;
 
@@ -42,6 +39,7 @@ pub enum Arg<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Bool(bool),
+    OptBool(Option<bool>),
     /// A list, for `= ANY($n)` (PostgreSQL, an array) or `IN (SELECT value FROM
     /// json_each($n))` (SQLite, a JSON array): see [`DialectSql`].
     Ints(&'a [i64]),
@@ -223,6 +221,8 @@ pub trait Tx: Conn + Sized {
 pub enum KeyLock {
     /// Uploads to one scope: the per-scope file limit.
     Files,
+    /// Group inserts in one scope: the per-scope group limit and unique names.
+    Groups,
 }
 
 /// The statements whose text differs between the dialects (their arguments don't: the
@@ -271,6 +271,10 @@ pub trait Driver: Send + Sync + 'static {
     /// ends (PostgreSQL ` FOR UPDATE`; empty on SQLite, whose write transaction holds the
     /// database's one write lock).
     const FOR_UPDATE: &'static str;
+
+    /// Like [`Driver::FOR_UPDATE`], but other readers that share may lock the row too
+    /// (PostgreSQL ` FOR SHARE`): it only keeps the row from being changed or deleted.
+    const FOR_SHARE: &'static str;
 
     /// `column` + this: membership in the list bound as parameter `$param`.
     fn in_list(param: usize) -> String;
@@ -322,48 +326,4 @@ pub type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
 pub trait BackendUseCases: Send + Sync {
     async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;
-    async fn device_insert(&self, new: NewDevice, now: Timestamp) -> Refusable<Device>;
-    async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>>;
-    async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>>;
-    async fn device_update(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        update: DeviceUpdate,
-        now: Timestamp,
-    ) -> Refusable<Device>;
-    async fn device_delete(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        now: Timestamp,
-    ) -> Refusable<()>;
-    async fn device_set_frozen(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        frozen: bool,
-        now: Timestamp,
-    ) -> Refusable<()>;
-    async fn group_insert(&self, new: NewDeviceGroup, now: Timestamp) -> Refusable<DeviceGroup>;
-    async fn group_get(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-    ) -> StoreResult<Option<DeviceGroup>>;
-    async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>>;
-    async fn group_delete(&self, scope: &TaskScope, group_id: &str) -> Refusable<()>;
-    async fn group_set_member(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-        device_id: &str,
-        member: bool,
-        now: Timestamp,
-    ) -> Refusable<()>;
-    async fn group_members(
-        &self,
-        scope: &TaskScope,
-        group_ids: &[String],
-    ) -> StoreResult<Result<Vec<String>, String>>;
 }

@@ -17,6 +17,7 @@ pub mod driver;
 pub mod files;
 pub mod legacy;
 pub mod operations;
+pub mod registry;
 pub mod run;
 pub mod run_plan;
 pub mod store;

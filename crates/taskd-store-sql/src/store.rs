@@ -23,7 +23,7 @@ use taskd_store::{
 use tokio::sync::Notify;
 
 use crate::driver::{BackendUseCases, Conn, Driver, Stmt};
-use crate::{control, credentials, files, legacy, operations, run, tasks};
+use crate::{control, credentials, files, legacy, operations, registry, run, tasks};
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
 /// driver is (pools are shared). Derefs to the driver, for what only one backend offers
@@ -296,14 +296,14 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         now: Timestamp,
     ) -> StoreResult<Result<Device, RegistryRefusal>> {
         device.check_text()?;
-        self.driver.device_insert(device, now).await
+        registry::insert(&self.driver, device, now).await
     }
 
     async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>> {
         if text::scope_finds_nothing(scope, [device_id]) {
             return Ok(None);
         }
-        self.driver.device_get(scope, device_id).await
+        registry::get(&self.driver, scope, device_id).await
     }
 
     async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>> {
@@ -316,7 +316,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(&params.scope, keys) {
             return Ok(Page::empty());
         }
-        self.driver.device_list(params).await
+        registry::list(&self.driver, params).await
     }
 
     async fn device_update(
@@ -330,9 +330,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(scope, [device_id]) {
             return Ok(Err(RegistryRefusal::DeviceNotFound));
         }
-        self.driver
-            .device_update(scope, device_id, update, now)
-            .await
+        registry::update(&self.driver, scope, device_id, update, now).await
     }
 
     async fn device_delete(
@@ -344,7 +342,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(scope, [device_id]) {
             return Ok(Err(RegistryRefusal::DeviceNotFound));
         }
-        self.driver.device_delete(scope, device_id, now).await
+        registry::delete(&self.driver, scope, device_id, now).await
     }
 
     async fn device_freeze(
@@ -356,9 +354,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(scope, [device_id]) {
             return Ok(Err(RegistryRefusal::DeviceNotFound));
         }
-        self.driver
-            .device_set_frozen(scope, device_id, true, now)
-            .await
+        registry::set_frozen(&self.driver, scope, device_id, true, now).await
     }
 
     async fn device_unfreeze(
@@ -370,9 +366,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(scope, [device_id]) {
             return Ok(Err(RegistryRefusal::DeviceNotFound));
         }
-        self.driver
-            .device_set_frozen(scope, device_id, false, now)
-            .await
+        registry::set_frozen(&self.driver, scope, device_id, false, now).await
     }
 
     async fn group_insert(
@@ -381,7 +375,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         now: Timestamp,
     ) -> StoreResult<Result<DeviceGroup, RegistryRefusal>> {
         group.check_text()?;
-        self.driver.group_insert(group, now).await
+        registry::group_insert(&self.driver, group, now).await
     }
 
     async fn group_get(
@@ -392,7 +386,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(scope, [group_id]) {
             return Ok(None);
         }
-        self.driver.group_get(scope, group_id).await
+        registry::group_get(&self.driver, scope, group_id).await
     }
 
     async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>> {
@@ -406,7 +400,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         ) {
             return Ok(Page::empty());
         }
-        self.driver.group_list(params).await
+        registry::group_list(&self.driver, params).await
     }
 
     async fn group_delete(
@@ -417,7 +411,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::scope_finds_nothing(scope, [group_id]) {
             return Ok(Err(RegistryRefusal::GroupNotFound));
         }
-        self.driver.group_delete(scope, group_id).await
+        registry::group_delete(&self.driver, scope, group_id).await
     }
 
     async fn group_add_device(
@@ -433,9 +427,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         {
             return Ok(Err(refusal));
         }
-        self.driver
-            .group_set_member(scope, group_id, device_id, true, now)
-            .await
+        registry::group_set_member(&self.driver, scope, group_id, device_id, true, now).await
     }
 
     async fn group_remove_device(
@@ -451,9 +443,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         {
             return Ok(Err(refusal));
         }
-        self.driver
-            .group_set_member(scope, group_id, device_id, false, now)
-            .await
+        registry::group_set_member(&self.driver, scope, group_id, device_id, false, now).await
     }
 
     async fn device_group_members(
@@ -466,12 +456,12 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         }
         // The groups before the first that cannot exist decide; else that one is missing.
         if let Some(at) = group_ids.iter().position(|g| text::has_nul(g)) {
-            return match self.driver.group_members(scope, &group_ids[..at]).await? {
+            return match registry::group_members(&self.driver, scope, &group_ids[..at]).await? {
                 Err(missing) => Ok(Err(missing)),
                 Ok(_) => Ok(Err(group_ids[at].clone())),
             };
         }
-        self.driver.group_members(scope, group_ids).await
+        registry::group_members(&self.driver, scope, group_ids).await
     }
 
     async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {

@@ -26,6 +26,7 @@ fn bound<'q>(sql: &'q str, args: Vec<Arg<'q>>) -> Query<'q, Sqlite, SqliteArgume
             Arg::Text(v) => query.bind(v),
             Arg::OptText(v) => query.bind(v),
             Arg::Bool(v) => query.bind(v),
+            Arg::OptBool(v) => query.bind(v),
             // A slice of integers or strings always serialises.
             Arg::Ints(v) => query.bind(serde_json::to_string(v).unwrap_or_default()),
             Arg::Texts(v) => query.bind(serde_json::to_string(v).unwrap_or_default()),
@@ -164,6 +165,8 @@ impl Driver for SqliteDriver {
     async fn close(&self) {
         SqliteDriver::close(self).await;
     }
+
+    const FOR_SHARE: &'static str = "";
 
     const FOR_UPDATE: &'static str = "";
 

@@ -32,14 +32,11 @@
 //!   transaction as the rows they count; nothing ever counts rows to answer a request.
 
 mod bench_seed;
-mod devices;
 mod driver;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod health;
 mod run;
-/// Row types shared with the other SQL backend.
-use taskd_store_sql as rows;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -49,15 +46,11 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use taskd_core::{
-    Device, DeviceGroup, DeviceUpdate, NewDevice, NewDeviceGroup, TaskScope, Timestamp,
-};
 use taskd_store::{
-    ClaimParams, ClaimedSubTask, DeviceListParams, GroupListParams, Page, ReportOutcome,
-    ReportParams, StoreError, StoreResult,
+    ClaimParams, ClaimedSubTask, ReportOutcome, ReportParams, StoreError, StoreResult,
 };
 use taskd_store_sql::SqlStore;
-use taskd_store_sql::driver::{BackendUseCases, Refusable};
+use taskd_store_sql::driver::BackendUseCases;
 
 /// The database file inside the data directory.
 pub const DB_FILE_NAME: &str = "taskd.sqlite3";
@@ -241,86 +234,6 @@ impl BackendUseCases for SqliteDriver {
 
     async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
         run::report(self, params).await
-    }
-
-    async fn device_insert(&self, new: NewDevice, now: Timestamp) -> Refusable<Device> {
-        devices::insert(self, new, now).await
-    }
-
-    async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>> {
-        devices::get(self, scope, device_id).await
-    }
-
-    async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>> {
-        devices::list(self, params).await
-    }
-
-    async fn device_update(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        update: DeviceUpdate,
-        now: Timestamp,
-    ) -> Refusable<Device> {
-        devices::update(self, scope, device_id, update, now).await
-    }
-
-    async fn device_delete(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        now: Timestamp,
-    ) -> Refusable<()> {
-        devices::delete(self, scope, device_id, now).await
-    }
-
-    async fn device_set_frozen(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        frozen: bool,
-        now: Timestamp,
-    ) -> Refusable<()> {
-        devices::set_frozen(self, scope, device_id, frozen, now).await
-    }
-
-    async fn group_insert(&self, new: NewDeviceGroup, now: Timestamp) -> Refusable<DeviceGroup> {
-        devices::group_insert(self, new, now).await
-    }
-
-    async fn group_get(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-    ) -> StoreResult<Option<DeviceGroup>> {
-        devices::group_get(self, scope, group_id).await
-    }
-
-    async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>> {
-        devices::group_list(self, params).await
-    }
-
-    async fn group_delete(&self, scope: &TaskScope, group_id: &str) -> Refusable<()> {
-        devices::group_delete(self, scope, group_id).await
-    }
-
-    async fn group_set_member(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-        device_id: &str,
-        member: bool,
-        now: Timestamp,
-    ) -> Refusable<()> {
-        devices::group_set_member(self, scope, group_id, device_id, member, now).await
-    }
-
-    async fn group_members(
-        &self,
-        scope: &TaskScope,
-        group_ids: &[String],
-    ) -> StoreResult<Result<Vec<String>, String>> {
-        devices::group_members(self, scope, group_ids).await
     }
 }
 

@@ -129,7 +129,7 @@ async fn listing_and_control_statements_use_their_indexes() {
 
 #[tokio::test]
 async fn registry_statements_use_their_indexes() {
-    use crate::devices::{
+    use taskd_store_sql::registry::{
         DEVICE_GET_SQL, DeviceShape, GROUP_COUNT_SQL, GROUP_GET_SQL, GROUP_HAS_CHILDREN_SQL,
         GROUP_NAME_TAKEN_SQL, GROUPS_OF_DEVICE_SQL, GroupShape, HAS_SUB_DEVICES_SQL, IS_MEMBER_SQL,
         MEMBER_IDS_SQL, MEMBERS_OF_GROUP_SQL, device_count_sql, device_list_sql, group_count_sql,
@@ -218,7 +218,10 @@ async fn device_effects_apply_in_the_callers_transaction() {
     use taskd_core::{AuthType, NewDevice, TaskScope, Timestamp};
     use taskd_store::{DeviceEffect, DeviceEffectRefused, Store};
 
-    use crate::devices::apply_device_effect;
+    use taskd_store_sql::registry::apply_device_effect;
+
+    use crate::SqliteDriver as Driver;
+    use crate::driver::SqliteConn;
 
     let store = crate::open_in_memory().await.unwrap();
     let scope = TaskScope::new("p", "");
@@ -243,7 +246,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
     // Rolled back by the caller: nothing stays.
     let mut tx = crate::begin_write(&store).await.unwrap();
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &create, now)
+        apply_device_effect::<Driver>(&mut SqliteConn(&mut *tx), &scope, &create, now)
             .await
             .unwrap(),
         Ok(())
@@ -254,7 +257,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
     // Committed by the caller: it stays; applying it again is refused and, committed,
     // changes nothing.
     let mut tx = crate::begin_write(&store).await.unwrap();
-    apply_device_effect(&mut tx, &scope, &create, now)
+    apply_device_effect::<Driver>(&mut SqliteConn(&mut *tx), &scope, &create, now)
         .await
         .unwrap()
         .unwrap();
@@ -262,9 +265,14 @@ async fn device_effects_apply_in_the_callers_transaction() {
     let before = store.device_get(&scope, "prod_n1").await.unwrap().unwrap();
     let mut tx = crate::begin_write(&store).await.unwrap();
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &create, now.plus_millis(1))
-            .await
-            .unwrap(),
+        apply_device_effect::<Driver>(
+            &mut SqliteConn(&mut *tx),
+            &scope,
+            &create,
+            now.plus_millis(1)
+        )
+        .await
+        .unwrap(),
         Err(DeviceEffectRefused {
             error_code: "IOTDA.014031".into(),
             error_msg: "Invalid input. The device already exists.".into(),
@@ -274,7 +282,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
         device_id: "nope".into(),
     };
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &missing, now)
+        apply_device_effect::<Driver>(&mut SqliteConn(&mut *tx), &scope, &missing, now)
             .await
             .unwrap()
             .unwrap_err()
