@@ -4,15 +4,12 @@
 //!
 //! The use cases (what to read, refuse, lock and write) are written once, in
 //! `taskd-store-sql`, over its `Driver` seam; this crate is the PostgreSQL driver:
-//! * `lib.rs`: connecting, the pool, error mapping, and the use cases not yet written
-//!   once (`BackendUseCases`: devices, claims, result batches);
+//! * `lib.rs`: connecting, the pool, error mapping;
 //! * `driver`: the `Driver` impl: binding and running a statement (lists as arrays for
-//!   `= ANY($n)`), row locks (`FOR UPDATE`), advisory locks (`KeyLock`), the statements
-//!   PostgreSQL says its own way (`DialectSql`), the `unnest` bulk sub-task insert, NOTIFY;
-//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks) and result batches
-//!   (one `unnest` UPDATE);
-//! * `devices`: the device registry (devices, groups, members) and the registry effects,
-//!   with its own lock order (see there);
+//!   `= ANY($n)`), row locks (`FOR UPDATE`/`FOR SHARE`), advisory locks (`KeyLock`), the
+//!   statements PostgreSQL says its own way (`DialectSql`), the `unnest` bulk sub-task
+//!   insert and result batch, NOTIFY;
+//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks);
 //! * `wakeups`: `NOTIFY taskd_ready` and the `LISTEN` task behind `Store::wakeups`;
 //! * `bench_seed`: bulk rows for `taskd bench`.
 //!
@@ -57,13 +54,9 @@ mod wakeups;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use taskd_store::{
-    ClaimParams, ClaimedSubTask, ReportOutcome, ReportParams, StoreError, StoreResult,
-};
+use taskd_store::{StoreError, StoreResult};
 use taskd_store_sql::SqlStore;
-use taskd_store_sql::driver::BackendUseCases;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -346,18 +339,6 @@ pub(crate) async fn begin_read(
         )
         .await
         .map_err(db)
-}
-
-// The use cases this backend still writes itself (see `BackendUseCases`).
-#[async_trait]
-impl BackendUseCases for PgDriver {
-    async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
-        run::claim(self, params).await
-    }
-
-    async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
-        run::report(self, params).await
-    }
 }
 
 #[cfg(test)]

@@ -25,10 +25,7 @@ use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use taskd_core::{Id, NewSubTask, Timestamp};
-use taskd_store::{
-    ClaimParams, ClaimedSubTask, RegistryRefusal, ReportOutcome, ReportParams, StoreError,
-    StoreResult,
-};
+use taskd_store::{ClaimParams, ClaimedSubTask, RegistryRefusal, StoreError, StoreResult};
 use tokio::sync::Notify;
 
 /// A value bound to one statement parameter.
@@ -299,6 +296,14 @@ pub trait Driver: Send + Sync + 'static {
         sub_tasks: &[NewSubTask],
     ) -> StoreResult<u64>;
 
+    /// Writes a batch of accepted results (each row guarded by `processing` and its
+    /// attempt) and returns how many rows changed (PostgreSQL: one `unnest` UPDATE).
+    async fn write_results(
+        tx: &mut Self::Tx,
+        now: Timestamp,
+        results: &[crate::run::ResultWrite],
+    ) -> StoreResult<u64>;
+
     /// Tells every node that work was released, when `tx` commits (PostgreSQL `NOTIFY`;
     /// nothing on SQLite, whose one process wakes its runner itself).
     async fn notify_ready(tx: &mut Self::Tx) -> StoreResult<()>;
@@ -314,16 +319,15 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Graceful shutdown (`Store::close`).
     async fn close(&self);
+
+    /// Leases up to `params.max` claimable sub-tasks (`Store::sub_task_claim`): the one
+    /// use case each backend writes itself, because what makes it right differs by more
+    /// than statement text: PostgreSQL serialises the running limits with an advisory
+    /// lock and skips tasks other nodes hold (`FOR UPDATE SKIP LOCKED`); SQLite's one
+    /// writer needs neither. Both share the fair share-out (`run_plan::ShareOut`) and
+    /// `run::settle`.
+    async fn claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
 }
 
 /// What a registry write refused, or the registry value.
 pub type Refusable<T> = StoreResult<Result<T, RegistryRefusal>>;
-
-/// The use cases each backend still writes itself, in its own modules (tasks, control,
-/// run, devices). They move into this crate one module at a time, each written once over
-/// [`Driver`], and this trait shrinks until it is gone.
-#[async_trait]
-pub trait BackendUseCases: Send + Sync {
-    async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
-    async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>>;
-}

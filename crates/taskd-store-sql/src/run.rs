@@ -9,17 +9,21 @@
 //! by the state (and for leases the expiry) it expects; counters, task state and
 //! `task_counts` move in the same transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use taskd_core::{Id, Progress, SubTaskState, Task, TaskState, Timestamp};
-use taskd_store::{HeartbeatParams, LeaderParams, MaintenanceReport, StoreResult};
+use taskd_store::{
+    HeartbeatParams, LeaderParams, MaintenanceReport, ReportOutcome, ReportParams, RunOutcome,
+    StoreResult,
+};
 
 use crate::control::write_task;
-use crate::corrupt;
 use crate::driver::{Conn, DialectSql, Driver, Stmt, Tx};
 use crate::legacy::{UNFINISHED, expire_task};
-use crate::run_plan::{LEASE_EXPIRED_CODE, abandons, lease_expired_message};
+use crate::registry::apply_device_effect;
+use crate::run_plan::{LEASE_EXPIRED_CODE, abandons, decide, lease_expired_message};
 use crate::tasks::{count_move, load_by_id_locked};
+use crate::{corrupt, parse_sub_task_state};
 
 /// Writes a task's new counters and the state they imply, and moves its `task_counts`
 /// (the caller holds the task's lock). Returns the new state.
@@ -289,4 +293,140 @@ pub async fn leader_release<D: Driver>(driver: &D, name: &str, holder: &str) -> 
         )
         .await?;
     Ok(())
+}
+
+/// One accepted result, as the driver writes it (`Driver::write_results`): the sub-task
+/// `id` leaves `processing` for `state`, guarded by the attempt its lease had.
+#[derive(Debug, Clone)]
+pub struct ResultWrite {
+    pub id: i64,
+    pub state: SubTaskState,
+    /// Kept only on success (a failed run leaves the last good output).
+    pub output: Option<String>,
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+    pub ready_at: Option<i64>,
+    pub retries: i64,
+    pub attempt: i64,
+}
+
+/// Records a batch of results in one transaction: the tasks first, locked in id order,
+/// then the rows read under their tasks' locks (one statement for the batch), each
+/// judged on its own (a lost lease or another project's sub-task costs the others
+/// nothing), registry effects applied with their successes, the rows written by the
+/// driver, and each touched task settled once.
+pub async fn report<D: Driver>(
+    driver: &D,
+    params: ReportParams,
+) -> StoreResult<Vec<ReportOutcome>> {
+    let ReportParams {
+        project_id,
+        results,
+        now,
+    } = params;
+    let ids: Vec<i64> = results.iter().map(|r| r.sub_task_id.0).collect();
+    let mut tx = driver.begin_write().await?;
+    let task_ids: Vec<(i64,)> = tx
+        .fetch_all(
+            Stmt::assembled(format!(
+                "SELECT DISTINCT task_id FROM sub_tasks WHERE id {} ORDER BY task_id",
+                D::in_list(1)
+            ))
+            .bind(&ids),
+        )
+        .await?;
+    let mut touched: BTreeMap<i64, (Task, Progress)> = BTreeMap::new();
+    for (task_id,) in task_ids {
+        if let Some(task) = load_by_id_locked::<D>(&mut tx, Id(task_id)).await? {
+            let progress = task.progress;
+            touched.insert(task_id, (task, progress));
+        }
+    }
+    let rows: Vec<(i64, i64, String, i64, i64)> = tx
+        .fetch_all(
+            Stmt::assembled(format!(
+                "SELECT id, task_id, state, CAST(attempts AS BIGINT), CAST(retries AS BIGINT) \
+                 FROM sub_tasks WHERE id {}",
+                D::in_list(1)
+            ))
+            .bind(&ids),
+        )
+        .await?;
+    let mut current: HashMap<i64, (i64, String, i64, i64)> = rows
+        .into_iter()
+        .map(|(id, task_id, state, attempts, retries)| (id, (task_id, state, attempts, retries)))
+        .collect();
+
+    let mut outcomes = Vec::with_capacity(results.len());
+    let mut writes = Vec::new();
+    for result in results {
+        // `remove`: a sub-task named twice in one batch takes its first result only.
+        let Some((task_id, state, attempts, retries)) = current.remove(&result.sub_task_id.0)
+        else {
+            outcomes.push(ReportOutcome::LeaseLost);
+            continue;
+        };
+        let Some((task, progress)) = touched.get_mut(&task_id) else {
+            // Its task was deleted between the two reads.
+            outcomes.push(ReportOutcome::LeaseLost);
+            continue;
+        };
+        if parse_sub_task_state(&state)? != SubTaskState::Processing
+            || attempts != i64::from(result.attempt)
+            || project_id
+                .as_deref()
+                .is_some_and(|p| p != task.scope.project_id)
+        {
+            outcomes.push(ReportOutcome::LeaseLost);
+            continue;
+        }
+        // A registry effect happens with the success, in this transaction, or not at all.
+        let mut outcome = result.outcome;
+        if let (RunOutcome::Succeeded { .. }, Some(effect)) = (&outcome, &result.effect)
+            && let Err(refused) =
+                apply_device_effect::<D>(&mut tx, &task.scope, effect, now).await?
+        {
+            outcome = RunOutcome::Failed {
+                error_code: refused.error_code,
+                error_msg: refused.error_msg,
+            };
+        }
+        let decision = decide(task, retries, &outcome, now);
+        let (output, error_code, error_msg) = match outcome {
+            RunOutcome::Succeeded { output } => (output, None, None),
+            RunOutcome::Failed {
+                error_code,
+                error_msg,
+            } => (None, Some(error_code), Some(error_msg)),
+        };
+        writes.push(ResultWrite {
+            id: result.sub_task_id.0,
+            state: decision.state,
+            output,
+            error_code,
+            error_msg,
+            ready_at: decision.ready_at.map(|t| t.0),
+            retries: decision.retries,
+            attempt: attempts,
+        });
+        progress.move_n(SubTaskState::Processing, decision.state, 1);
+        outcomes.push(ReportOutcome::Accepted(decision.state));
+    }
+    if !writes.is_empty() {
+        let changed = D::write_results(&mut tx, now, &writes).await?;
+        if changed != writes.len() as u64 {
+            return Err(corrupt(format!(
+                "{} of {} reported sub-tasks changed under their tasks' locks",
+                writes.len() as u64 - changed,
+                writes.len()
+            )));
+        }
+    }
+    for (task, progress) in touched.values() {
+        if *progress != task.progress {
+            settle(&mut tx, task, *progress, false, now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }

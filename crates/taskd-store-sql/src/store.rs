@@ -2,7 +2,7 @@
 //!
 //! Every call first applies the one rule on text (`taskd_store::text`): text with a NUL
 //! is never written, and a lookup by it finds nothing. Then it runs the use case: written
-//! in this crate's modules, or still the backend's own ([`BackendUseCases`]).
+//! in this crate's modules (a claim: the driver's own, [`Driver::claim`]).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use taskd_store::{
 };
 use tokio::sync::Notify;
 
-use crate::driver::{BackendUseCases, Conn, Driver, Stmt};
+use crate::driver::{Conn, Driver, Stmt};
 use crate::{control, credentials, files, legacy, operations, registry, run, tasks};
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
@@ -51,7 +51,7 @@ impl<D> Deref for SqlStore<D> {
     }
 }
 
-impl<D: Driver + BackendUseCases> SqlStore<D> {
+impl<D: Driver> SqlStore<D> {
     /// A group membership change whose group or device cannot exist (a NUL in its id):
     /// the refusal the backend would give, group first.
     async fn member_finds_nothing(
@@ -73,7 +73,7 @@ impl<D: Driver + BackendUseCases> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
+impl<D: Driver> Store for SqlStore<D> {
     async fn ping(&self) -> StoreResult<()> {
         self.driver
             .read()
@@ -213,7 +213,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if params.kinds.is_empty() || text::finds_nothing(params.project_id.as_deref()) {
             return Ok(Vec::new());
         }
-        self.driver.sub_task_claim(params).await
+        self.driver.claim(params).await
     }
 
     async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>> {
@@ -228,7 +228,7 @@ impl<D: Driver + BackendUseCases> Store for SqlStore<D> {
         if text::finds_nothing(params.project_id.as_deref()) {
             return Ok(vec![ReportOutcome::LeaseLost; params.results.len()]);
         }
-        self.driver.sub_task_report(params).await
+        run::report(&self.driver, params).await
     }
 
     async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport> {

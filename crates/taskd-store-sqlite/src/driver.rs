@@ -10,11 +10,12 @@ use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 use taskd_core::{Id, NewSubTask, Timestamp};
-use taskd_store::StoreResult;
+use taskd_store::{ClaimParams, ClaimedSubTask, StoreResult};
 use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
 
 use crate::{SqliteDriver, db};
 use taskd_store_sql::corrupt;
+use taskd_store_sql::run::ResultWrite;
 
 /// Binds `args` in order. A list goes in as JSON text, read by `json_each`.
 fn bound<'q>(sql: &'q str, args: Vec<Arg<'q>>) -> Query<'q, Sqlite, SqliteArguments> {
@@ -153,6 +154,39 @@ impl Driver for SqliteDriver {
         .await
     }
 
+    async fn write_results(
+        tx: &mut SqliteTx,
+        now: Timestamp,
+        results: &[ResultWrite],
+    ) -> StoreResult<u64> {
+        // One writer, rows in the page cache: a statement per row is cheap here.
+        let mut changed = 0;
+        for r in results {
+            changed += tx
+                .execute(
+                    Stmt::new(
+                        "UPDATE sub_tasks SET state = $1, \
+                         output = CASE WHEN $1 = 'succeeded' THEN $2 ELSE output END, \
+                         error_code = $3, error_msg = $4, ready_at = $5, retries = $6, \
+                         progress = CASE WHEN $1 = 'succeeded' THEN 100 ELSE progress END, \
+                         lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+                         WHERE id = $8 AND state = 'processing' AND attempts = $9",
+                    )
+                    .bind(r.state.as_str())
+                    .bind(&r.output)
+                    .bind(&r.error_code)
+                    .bind(&r.error_msg)
+                    .bind(r.ready_at)
+                    .bind(r.retries)
+                    .bind(now.0)
+                    .bind(r.id)
+                    .bind(r.attempt),
+                )
+                .await?;
+        }
+        Ok(changed)
+    }
+
     async fn notify_ready(_tx: &mut SqliteTx) -> StoreResult<()> {
         // One process: the engine wakes its own runner after the call returns.
         Ok(())
@@ -160,6 +194,10 @@ impl Driver for SqliteDriver {
 
     async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
         crate::health::check_writable(self, now).await
+    }
+
+    async fn claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
+        crate::run::claim(self, params).await
     }
 
     async fn close(&self) {

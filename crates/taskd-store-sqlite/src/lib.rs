@@ -3,13 +3,12 @@
 //!
 //! The use cases (what to read, refuse, lock and write) are written once, in
 //! `taskd-store-sql`, over its `Driver` seam; this crate is the SQLite driver:
-//! * `lib.rs`: opening, closing, the two connection pools, error mapping, and the use
-//!   cases not yet written once (`BackendUseCases`: devices, claims, result batches);
-//! * `driver`: the `Driver` impl: binding and running a statement, `BEGIN IMMEDIATE`, the
-//!   statements SQLite says its own way (`DialectSql`), the bulk sub-task insert;
+//! * `lib.rs`: opening, closing, the two connection pools, error mapping;
+//! * `driver`: the `Driver` impl: binding and running a statement (lists as JSON for
+//!   `json_each`), `BEGIN IMMEDIATE`, the statements SQLite says its own way
+//!   (`DialectSql`), the bulk sub-task insert, result rows a statement each;
 //! * `health`: readiness (`Store::check_writable` measures the room left);
-//! * `run`: claims and result batches (one writer: no row locks, a statement per result);
-//! * `devices`: the device registry (devices, groups, members) and the registry effects;
+//! * `run`: claims (one writer: no row locks needed);
 //! * `fault` (feature `fault-injection`): `limit_pages`, a full disk for tests;
 //! * `bench_seed`: bulk rows for `taskd bench`.
 //!
@@ -42,15 +41,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use taskd_store::{
-    ClaimParams, ClaimedSubTask, ReportOutcome, ReportParams, StoreError, StoreResult,
-};
+use taskd_store::{StoreError, StoreResult};
 use taskd_store_sql::SqlStore;
-use taskd_store_sql::driver::BackendUseCases;
 
 /// The database file inside the data directory.
 pub const DB_FILE_NAME: &str = "taskd.sqlite3";
@@ -223,18 +218,6 @@ pub(crate) async fn begin_read(
     store: &SqliteDriver,
 ) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
     store.reader.begin().await.map_err(db)
-}
-
-// The use cases this backend still writes itself (see `BackendUseCases`).
-#[async_trait]
-impl BackendUseCases for SqliteDriver {
-    async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
-        run::claim(self, params).await
-    }
-
-    async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
-        run::report(self, params).await
-    }
 }
 
 #[cfg(test)]

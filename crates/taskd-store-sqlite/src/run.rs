@@ -3,16 +3,10 @@
 //! leases the attempt) it expects, and the task's counters, state and `task_counts` move
 //! in the same transaction.
 
-use std::collections::HashMap;
-
-use taskd_core::{Id, Progress, SubTaskState, Task, minute_of_day};
-use taskd_store::{
-    ClaimParams, ClaimedSubTask, ReportOutcome, ReportParams, RunOutcome, StoreResult,
-};
-use taskd_store_sql::run_plan::{
-    LeasedRow, MAX_CANDIDATE_TASKS, ShareOut, claimed_sub_tasks, decide,
-};
-use taskd_store_sql::{corrupt, parse_sub_task_state};
+use taskd_core::{Id, SubTaskState, minute_of_day};
+use taskd_store::{ClaimParams, ClaimedSubTask, StoreResult};
+use taskd_store_sql::corrupt;
+use taskd_store_sql::run_plan::{LeasedRow, MAX_CANDIDATE_TASKS, ShareOut, claimed_sub_tasks};
 
 use taskd_store_sql::run::settle;
 use taskd_store_sql::tasks::load_by_id_locked;
@@ -163,115 +157,4 @@ pub(crate) async fn claim(
     }
     tx.commit().await.map_err(db)?;
     Ok(claimed)
-}
-
-const RESULT_SQL: &str = "UPDATE sub_tasks SET state = ?1, \
-     output = CASE WHEN ?1 = 'succeeded' THEN ?2 ELSE output END, \
-     error_code = ?3, error_msg = ?4, ready_at = ?5, retries = ?6, \
-     progress = CASE WHEN ?1 = 'succeeded' THEN 100 ELSE progress END, \
-     lease_owner = NULL, lease_until = NULL, updated_at = ?7 \
-     WHERE id = ?8 AND state = 'processing' AND attempts = ?9";
-
-pub(crate) async fn report(
-    store: &SqliteDriver,
-    params: ReportParams,
-) -> StoreResult<Vec<ReportOutcome>> {
-    let ReportParams {
-        project_id,
-        results,
-        now,
-    } = params;
-    let mut tx = begin_write(store).await?;
-    // Each touched task once: (task as read, counters as they become).
-    let mut touched: HashMap<Id, (Task, Progress)> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(results.len());
-    for result in results {
-        let row: Option<(i64, String, i64, i64)> =
-            sqlx::query_as("SELECT task_id, state, attempts, retries FROM sub_tasks WHERE id = ?")
-                .bind(result.sub_task_id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let Some((task_id, state, attempts, retries)) = row else {
-            outcomes.push(ReportOutcome::LeaseLost);
-            continue;
-        };
-        if parse_sub_task_state(&state)? != SubTaskState::Processing
-            || attempts != i64::from(result.attempt)
-        {
-            outcomes.push(ReportOutcome::LeaseLost);
-            continue;
-        }
-        let task_id = Id(task_id);
-        let (task, progress) = match touched.entry(task_id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let task = load_by_id_locked::<SqliteDriver>(&mut SqliteConn(&mut *tx), task_id)
-                    .await?
-                    .ok_or_else(|| corrupt(format!("sub-task of a missing task {task_id}")))?;
-                let progress = task.progress;
-                e.insert((task, progress))
-            }
-        };
-        if project_id
-            .as_deref()
-            .is_some_and(|p| p != task.scope.project_id)
-        {
-            outcomes.push(ReportOutcome::LeaseLost);
-            continue;
-        }
-        // A registry effect happens with the success, in this transaction, or not at all.
-        let mut outcome = result.outcome;
-        if let (RunOutcome::Succeeded { .. }, Some(effect)) = (&outcome, &result.effect)
-            && let Err(refused) = taskd_store_sql::registry::apply_device_effect::<SqliteDriver>(
-                &mut SqliteConn(&mut *tx),
-                &task.scope,
-                effect,
-                now,
-            )
-            .await?
-        {
-            outcome = RunOutcome::Failed {
-                error_code: refused.error_code,
-                error_msg: refused.error_msg,
-            };
-        }
-        let decision = decide(task, retries, &outcome, now);
-        let (output, error_code, error_msg) = match &outcome {
-            RunOutcome::Succeeded { output } => (output.as_deref(), None, None),
-            RunOutcome::Failed {
-                error_code,
-                error_msg,
-            } => (None, Some(error_code.as_str()), Some(error_msg.as_str())),
-        };
-        let changed = sqlx::query(RESULT_SQL)
-            .bind(decision.state.as_str())
-            .bind(output)
-            .bind(error_code)
-            .bind(error_msg)
-            .bind(decision.ready_at.map(|t| t.0))
-            .bind(decision.retries)
-            .bind(now.0)
-            .bind(result.sub_task_id.0)
-            .bind(i64::from(result.attempt))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if changed != 1 {
-            return Err(corrupt(format!(
-                "sub-task {} changed under the write lock",
-                result.sub_task_id
-            )));
-        }
-        progress.move_n(SubTaskState::Processing, decision.state, 1);
-        outcomes.push(ReportOutcome::Accepted(decision.state));
-    }
-    for (task, progress) in touched.values() {
-        if *progress != task.progress {
-            settle(&mut SqliteConn(&mut *tx), task, *progress, false, now).await?;
-        }
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(outcomes)
 }
