@@ -6,12 +6,14 @@
 use taskd_core::{Id, TaskScope, TaskState, Timestamp};
 use taskd_store::StoreResult;
 
-use crate::tasks::{ALLOCATE_SQL, count_add};
-use crate::{PgStore, begin_write, db};
+use taskd_store_sql::tasks::{ALLOCATE_SQL, count_add};
+
+use crate::driver::PgConn;
+use crate::{PgDriver, begin_write, db};
 
 const CHUNK: i64 = 100_000;
 
-impl PgStore {
+impl PgDriver {
     /// Adds `n` one-target `firmwareUpgrade` tasks to `scope`, in transactions of 100,000.
     pub async fn seed_benchmark_tasks(
         &self,
@@ -64,7 +66,7 @@ impl PgStore {
             .await
             .map_err(db)?;
             count_add(
-                &mut tx,
+                &mut PgConn(&mut *tx),
                 scope,
                 None,
                 "firmwareUpgrade",

@@ -1,18 +1,16 @@
 //! The shared storage backend of taskd: [`PgStore`], a [`taskd_store::Store`] on a
-//! PostgreSQL database through sqlx. Several taskd nodes may serve from one database.
+//! PostgreSQL database through sqlx ([`connect`]). Several taskd nodes may serve from one
+//! database.
 //!
-//! Layout of the crate (the same as `taskd-store-sqlite`, whose semantics it mirrors):
-//! * `lib.rs`: connecting, the pool, error mapping and the `Store` impl, which applies
-//!   the rule on text (`taskd_store::text`) and dispatches;
-//! * `rows` (the `taskd-store-sql` crate, shared with the other SQL backend): the row
-//!   types and their mapping back into `taskd_core` types;
-//! * `tasks`: task insert, read, list and delete, sub-task listing, the task counts;
-//! * `control`: stop / retry / confirm;
-//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks), heartbeats,
-//!   results and maintenance;
-//! * `credentials`, `files`: the small tables;
-//! * `devices`: the device registry (devices, groups, members) and the registry effects,
-//!   with its own lock order (see there);
+//! The use cases (what to read, refuse, lock and write) are written once, in
+//! `taskd-store-sql`, over its `Driver` seam; this crate is the PostgreSQL driver:
+//! * `lib.rs`: connecting, the pool, error mapping;
+//! * `driver`: the `Driver` impl: binding and running a statement (lists as arrays for
+//!   `= ANY($n)`), row locks (`FOR UPDATE`/`FOR SHARE`), advisory locks (`KeyLock`), the
+//!   statements PostgreSQL says its own way (`DialectSql`), the `unnest` bulk sub-task
+//!   insert and result batch, NOTIFY;
+//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks);
+//! * `wakeups`: `NOTIFY taskd_ready` and the `LISTEN` task behind `Store::wakeups`;
 //! * `bench_seed`: bulk rows for `taskd bench`.
 //!
 //! How it uses PostgreSQL:
@@ -49,41 +47,22 @@
 //!   transaction as the rows they count; nothing ever counts rows to answer a request.
 
 mod bench_seed;
-mod control;
-mod credentials;
-mod devices;
-mod files;
-mod legacy;
-mod operations;
+mod driver;
 mod run;
-/// Row types shared with the other SQL backend.
-use taskd_store_sql as rows;
-mod tasks;
 mod wakeups;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use taskd_core::{
-    Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, NewTaskFile,
-    TaskScope, Timestamp,
-};
-use taskd_store::text::{self, StoredText};
-use taskd_store::{
-    ClaimParams, ClaimedSubTask, DeviceAttributes, DeviceListParams, FileInsertOutcome,
-    GroupListParams, HeartbeatParams, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams,
-    LegacyTokens, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, Store,
-    StoreError, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
-    TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
-};
+use taskd_store::{StoreError, StoreResult};
+use taskd_store_sql::SqlStore;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How [`PgStore::connect_with`] sets up the pool.
+/// How [`PgDriver::connect_with`] sets up the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgStoreOptions {
     /// Upper bound of the pool.
@@ -106,9 +85,41 @@ impl Default for PgStoreOptions {
     }
 }
 
-/// A [`Store`] on a PostgreSQL database. Cheap to clone (the pool is shared).
+/// The [`taskd_store::Store`] on a PostgreSQL database: the shared SQL store logic over
+/// [`PgDriver`]. Cheap to clone (the pool is shared).
+pub type PgStore = SqlStore<PgDriver>;
+
+/// Connects to `url` (`postgres://user:password@host:port/database`) with the default
+/// [`PgStoreOptions`] and brings the schema up to date.
+pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+    PgDriver::connect_with(url, &PgStoreOptions::default())
+        .await
+        .map(SqlStore::new)
+}
+
+/// Connects working in `schema` (created if missing), e.g. one schema per test or per
+/// deployment sharing a database.
+pub async fn connect_with_schema(url: &str, schema: &str) -> Result<PgStore, StoreError> {
+    let options = PgStoreOptions {
+        schema: Some(schema.to_owned()),
+        ..PgStoreOptions::default()
+    };
+    PgDriver::connect_with(url, &options)
+        .await
+        .map(SqlStore::new)
+}
+
+/// Connects with explicit options, opening one connection right away (so a wrong
+/// address or password fails here, within `acquire_timeout`), then migrates.
+pub async fn connect_with(url: &str, options: &PgStoreOptions) -> Result<PgStore, StoreError> {
+    PgDriver::connect_with(url, options)
+        .await
+        .map(SqlStore::new)
+}
+
+/// How the store reaches PostgreSQL: one pool, and a LISTEN task for wakeups.
 #[derive(Debug, Clone)]
-pub struct PgStore {
+pub struct PgDriver {
     pool: PgPool,
     /// Woken by `NOTIFY taskd_ready` from any node (see `wakeups`).
     ready: Arc<Notify>,
@@ -116,26 +127,10 @@ pub struct PgStore {
     listener: Arc<AbortHandle>,
 }
 
-impl PgStore {
-    /// Connects to `url` (`postgres://user:password@host:port/database`) with the default
-    /// [`PgStoreOptions`] and brings the schema up to date.
-    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        PgStore::connect_with(url, &PgStoreOptions::default()).await
-    }
-
-    /// Connects working in `schema` (created if missing), e.g. one schema per test or
-    /// per deployment sharing a database.
-    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<PgStore, StoreError> {
-        let options = PgStoreOptions {
-            schema: Some(schema.to_owned()),
-            ..PgStoreOptions::default()
-        };
-        PgStore::connect_with(url, &options).await
-    }
-
+impl PgDriver {
     /// Connects with explicit options, opening one connection right away (so a wrong
     /// address or password fails here, within `acquire_timeout`), then migrates.
-    pub async fn connect_with(url: &str, options: &PgStoreOptions) -> Result<PgStore, StoreError> {
+    async fn connect_with(url: &str, options: &PgStoreOptions) -> Result<PgDriver, StoreError> {
         let mut connect: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
             // The parse error never echoes the URL (it may hold a password).
             StoreError::Backend(format!("invalid PostgreSQL URL: {e}").into())
@@ -159,7 +154,7 @@ impl PgStore {
             .map_err(|e| unreachable_or_db(e, &server))?;
         let ready = Arc::new(Notify::new());
         let listener = tokio::spawn(wakeups::listen(pool.clone(), ready.clone())).abort_handle();
-        let store = PgStore {
+        let store = PgDriver {
             pool,
             ready,
             listener: Arc::new(listener),
@@ -306,7 +301,7 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
 
 /// A read-committed write transaction; the row locks taken in it serialise writers.
 pub(crate) async fn begin_write(
-    store: &PgStore,
+    store: &PgDriver,
 ) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
     store.pool.begin().await.map_err(db)
 }
@@ -333,7 +328,7 @@ pub(crate) async fn give_up<T>(
 /// foreign-key checks, which would otherwise be planned again for every inserted row
 /// (a 30,000-target insert took 1 s instead of 0.3 s).
 pub(crate) async fn begin_read(
-    store: &PgStore,
+    store: &PgDriver,
 ) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
     // Sent as one simple query: one round trip.
     store
@@ -344,544 +339,6 @@ pub(crate) async fn begin_read(
         )
         .await
         .map_err(db)
-}
-
-impl PgStore {
-    /// A group membership change whose group or device cannot exist (a NUL in its id):
-    /// the refusal the backend would give, group first.
-    async fn member_finds_nothing(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-        device_id: &str,
-    ) -> StoreResult<Option<RegistryRefusal>> {
-        if !text::scope_finds_nothing(scope, [group_id, device_id]) {
-            return Ok(None);
-        }
-        if text::scope_finds_nothing(scope, [group_id])
-            || self.group_get(scope, group_id).await?.is_none()
-        {
-            return Ok(Some(RegistryRefusal::GroupNotFound));
-        }
-        Ok(Some(RegistryRefusal::DeviceNotFound))
-    }
-}
-
-// Every call first applies the one rule on text (`taskd_store::text`): text with a NUL
-// is never written, and a lookup by it finds nothing.
-#[async_trait]
-impl Store for PgStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
-        // One statement, one transaction of its own, on a connection of the pool every
-        // write uses; the database's disk is not ours to measure.
-        let done = sqlx::query("UPDATE health SET checked_at = $1 WHERE id = 1")
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Corrupt("the health row is missing".into()));
-        }
-        Ok(())
-    }
-
-    async fn project_ensure(&self, project_id: &str, now: Timestamp) -> StoreResult<()> {
-        text::check("project_id", project_id)?;
-        credentials::project_ensure(self, project_id, now).await
-    }
-
-    async fn credential_put(&self, credential: &Credential) -> StoreResult<()> {
-        credential.check_text()?;
-        credentials::put(self, credential).await
-    }
-
-    async fn credential_get(&self, access_key: &str) -> StoreResult<Option<Credential>> {
-        if text::finds_nothing([access_key]) {
-            return Ok(None);
-        }
-        credentials::get(self, access_key).await
-    }
-
-    async fn credential_list(&self) -> StoreResult<Vec<Credential>> {
-        credentials::list(self).await
-    }
-
-    async fn credential_revoke(&self, access_key: &str, now: Timestamp) -> StoreResult<bool> {
-        if text::finds_nothing([access_key]) {
-            return Ok(false);
-        }
-        credentials::revoke(self, access_key, now).await
-    }
-
-    async fn task_insert(&self, params: TaskInsertParams) -> StoreResult<taskd_core::Task> {
-        params.check_text()?;
-        tasks::insert(self, params).await
-    }
-
-    async fn task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<taskd_core::Task>> {
-        if text::scope_finds_nothing(scope, []) {
-            return Ok(None);
-        }
-        tasks::get(self, scope, id).await
-    }
-
-    async fn task_list(&self, params: &TaskListParams) -> StoreResult<Page<taskd_core::Task>> {
-        let f = &params.filter;
-        if text::scope_finds_nothing(
-            &params.scope,
-            [&f.app_id, &f.kind]
-                .into_iter()
-                .flatten()
-                .map(String::as_str),
-        ) {
-            return Ok(Page::empty());
-        }
-        tasks::list(self, params).await
-    }
-
-    async fn sub_task_list(
-        &self,
-        params: &SubTaskListParams,
-    ) -> StoreResult<Option<Page<taskd_core::SubTask>>> {
-        if params.target.as_deref().is_some_and(text::has_nul) {
-            // No sub-task has that target: an empty page, if the task is there.
-            let task = self.task_get(&params.scope, params.task_id).await?;
-            return Ok(task.map(|_| Page::empty()));
-        }
-        if text::scope_finds_nothing(&params.scope, []) {
-            return Ok(None);
-        }
-        tasks::sub_task_list(self, params).await
-    }
-
-    async fn task_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<TaskDeleteOutcome> {
-        if text::scope_finds_nothing(scope, []) {
-            return Ok(TaskDeleteOutcome::NotFound);
-        }
-        tasks::delete(self, scope, id).await
-    }
-
-    async fn purge_finished(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64> {
-        operations::purge_finished(self, before, max_rows).await
-    }
-
-    async fn op_list(
-        &self,
-        params: &taskd_store::OpListParams,
-    ) -> StoreResult<Page<taskd_store::OpRecord>> {
-        if text::scope_finds_nothing(&params.scope, []) {
-            return Ok(Page::empty());
-        }
-        operations::list(self, params).await
-    }
-
-    async fn op_get(
-        &self,
-        scope: &TaskScope,
-        id: Id,
-    ) -> StoreResult<Option<taskd_store::OpRecord>> {
-        if text::scope_finds_nothing(scope, []) {
-            return Ok(None);
-        }
-        operations::get(self, scope, id).await
-    }
-
-    async fn op_instance_owner(
-        &self,
-        service: taskd_core::OpService,
-        instance_id: &str,
-    ) -> StoreResult<Option<String>> {
-        if text::finds_nothing([instance_id]) {
-            return Ok(None);
-        }
-        operations::instance_owner(self, service, instance_id).await
-    }
-
-    async fn task_control(&self, params: TaskControlParams) -> StoreResult<TaskControlOutcome> {
-        if text::scope_finds_nothing(&params.scope, []) {
-            return Ok(TaskControlOutcome::NotFound);
-        }
-        control::task_control(self, params).await
-    }
-
-    async fn sub_task_claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
-        params.check_text()?;
-        let mut params = params;
-        params.kinds.retain(|k| !text::has_nul(k));
-        if params.kinds.is_empty() || text::finds_nothing(params.project_id.as_deref()) {
-            return Ok(Vec::new());
-        }
-        run::claim(self, params).await
-    }
-
-    async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>> {
-        if text::finds_nothing(params.project_id.as_deref()) {
-            return Ok(None);
-        }
-        run::heartbeat(self, params).await
-    }
-
-    async fn sub_task_report(&self, params: ReportParams) -> StoreResult<Vec<ReportOutcome>> {
-        params.check_text()?;
-        if text::finds_nothing(params.project_id.as_deref()) {
-            return Ok(vec![ReportOutcome::LeaseLost; params.results.len()]);
-        }
-        run::report(self, params).await
-    }
-
-    async fn maintain(&self, now: Timestamp, max_rows: u32) -> StoreResult<MaintenanceReport> {
-        run::maintain(self, now, max_rows).await
-    }
-
-    async fn leader_acquire(&self, params: &taskd_store::LeaderParams) -> StoreResult<bool> {
-        params.check_text()?;
-        run::leader_acquire(self, params).await
-    }
-
-    async fn leader_release(&self, name: &str, holder: &str) -> StoreResult<()> {
-        if text::finds_nothing([name, holder]) {
-            return Ok(());
-        }
-        run::leader_release(self, name, holder).await
-    }
-
-    fn wakeups(&self) -> Option<Arc<Notify>> {
-        Some(self.ready.clone())
-    }
-
-    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
-        run::next_due(self, now).await
-    }
-
-    async fn file_insert(
-        &self,
-        file: NewTaskFile,
-        max_files: u32,
-        now: Timestamp,
-    ) -> StoreResult<FileInsertOutcome> {
-        file.check_text()?;
-        files::insert(self, file, max_files, now).await
-    }
-
-    async fn file_list(&self, scope: &TaskScope) -> StoreResult<Vec<taskd_core::TaskFile>> {
-        if text::scope_finds_nothing(scope, []) {
-            return Ok(Vec::new());
-        }
-        files::list(self, scope).await
-    }
-
-    async fn file_get(
-        &self,
-        scope: &TaskScope,
-        file_id: &str,
-    ) -> StoreResult<Option<TaskFileContent>> {
-        if text::scope_finds_nothing(scope, [file_id]) {
-            return Ok(None);
-        }
-        files::get(self, scope, file_id).await
-    }
-
-    async fn file_delete(&self, scope: &TaskScope, file_id: &str) -> StoreResult<bool> {
-        if text::scope_finds_nothing(scope, [file_id]) {
-            return Ok(false);
-        }
-        files::delete(self, scope, file_id).await
-    }
-
-    async fn device_insert(
-        &self,
-        device: NewDevice,
-        now: Timestamp,
-    ) -> StoreResult<Result<Device, RegistryRefusal>> {
-        device.check_text()?;
-        devices::insert(self, device, now).await
-    }
-
-    async fn device_get(&self, scope: &TaskScope, device_id: &str) -> StoreResult<Option<Device>> {
-        if text::scope_finds_nothing(scope, [device_id]) {
-            return Ok(None);
-        }
-        devices::get(self, scope, device_id).await
-    }
-
-    async fn device_list(&self, params: &DeviceListParams) -> StoreResult<Page<Device>> {
-        let f = &params.filter;
-        let keys = [&f.product_id, &f.node_id, &f.device_name, &f.app_id]
-            .into_iter()
-            .flatten()
-            .chain(f.gateway.as_ref().map(|g| &g.gateway_id))
-            .map(String::as_str);
-        if text::scope_finds_nothing(&params.scope, keys) {
-            return Ok(Page::empty());
-        }
-        devices::list(self, params).await
-    }
-
-    async fn device_update(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        update: DeviceUpdate,
-        now: Timestamp,
-    ) -> StoreResult<Result<Device, RegistryRefusal>> {
-        update.check_text()?;
-        if text::scope_finds_nothing(scope, [device_id]) {
-            return Ok(Err(RegistryRefusal::DeviceNotFound));
-        }
-        devices::update(self, scope, device_id, update, now).await
-    }
-
-    async fn device_delete(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<Result<(), RegistryRefusal>> {
-        if text::scope_finds_nothing(scope, [device_id]) {
-            return Ok(Err(RegistryRefusal::DeviceNotFound));
-        }
-        devices::delete(self, scope, device_id, now).await
-    }
-
-    async fn device_freeze(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<Result<(), RegistryRefusal>> {
-        if text::scope_finds_nothing(scope, [device_id]) {
-            return Ok(Err(RegistryRefusal::DeviceNotFound));
-        }
-        devices::set_frozen(self, scope, device_id, true, now).await
-    }
-
-    async fn device_unfreeze(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<Result<(), RegistryRefusal>> {
-        if text::scope_finds_nothing(scope, [device_id]) {
-            return Ok(Err(RegistryRefusal::DeviceNotFound));
-        }
-        devices::set_frozen(self, scope, device_id, false, now).await
-    }
-
-    async fn group_insert(
-        &self,
-        group: NewDeviceGroup,
-        now: Timestamp,
-    ) -> StoreResult<Result<DeviceGroup, RegistryRefusal>> {
-        group.check_text()?;
-        devices::group_insert(self, group, now).await
-    }
-
-    async fn group_get(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-    ) -> StoreResult<Option<DeviceGroup>> {
-        if text::scope_finds_nothing(scope, [group_id]) {
-            return Ok(None);
-        }
-        devices::group_get(self, scope, group_id).await
-    }
-
-    async fn group_list(&self, params: &GroupListParams) -> StoreResult<Page<DeviceGroup>> {
-        let f = &params.filter;
-        if text::scope_finds_nothing(
-            &params.scope,
-            [&f.app_id, &f.name]
-                .into_iter()
-                .flatten()
-                .map(String::as_str),
-        ) {
-            return Ok(Page::empty());
-        }
-        devices::group_list(self, params).await
-    }
-
-    async fn group_delete(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-    ) -> StoreResult<Result<(), RegistryRefusal>> {
-        if text::scope_finds_nothing(scope, [group_id]) {
-            return Ok(Err(RegistryRefusal::GroupNotFound));
-        }
-        devices::group_delete(self, scope, group_id).await
-    }
-
-    async fn group_add_device(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-        device_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<Result<(), RegistryRefusal>> {
-        if let Some(refusal) = self
-            .member_finds_nothing(scope, group_id, device_id)
-            .await?
-        {
-            return Ok(Err(refusal));
-        }
-        devices::group_set_member(self, scope, group_id, device_id, true, now).await
-    }
-
-    async fn group_remove_device(
-        &self,
-        scope: &TaskScope,
-        group_id: &str,
-        device_id: &str,
-        now: Timestamp,
-    ) -> StoreResult<Result<(), RegistryRefusal>> {
-        if let Some(refusal) = self
-            .member_finds_nothing(scope, group_id, device_id)
-            .await?
-        {
-            return Ok(Err(refusal));
-        }
-        devices::group_set_member(self, scope, group_id, device_id, false, now).await
-    }
-
-    async fn device_group_members(
-        &self,
-        scope: &TaskScope,
-        group_ids: &[String],
-    ) -> StoreResult<Result<Vec<String>, String>> {
-        if text::scope_finds_nothing(scope, []) {
-            return Ok(group_ids.first().cloned().map_or(Ok(Vec::new()), Err));
-        }
-        // The groups before the first that cannot exist decide; else that one is missing.
-        if let Some(at) = group_ids.iter().position(|g| text::has_nul(g)) {
-            return match devices::group_members(self, scope, &group_ids[..at]).await? {
-                Err(missing) => Ok(Err(missing)),
-                Ok(_) => Ok(Err(group_ids[at].clone())),
-            };
-        }
-        devices::group_members(self, scope, group_ids).await
-    }
-
-    async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {
-        app.check_text()?;
-        legacy::app_put(self, app).await
-    }
-
-    async fn legacy_app_get(&self, app_id: &str) -> StoreResult<Option<LegacyApp>> {
-        if text::finds_nothing([app_id]) {
-            return Ok(None);
-        }
-        legacy::app_get(self, app_id).await
-    }
-
-    async fn legacy_app_list(&self) -> StoreResult<Vec<LegacyApp>> {
-        legacy::app_list(self).await
-    }
-
-    async fn legacy_app_revoke(&self, app_id: &str, now: Timestamp) -> StoreResult<bool> {
-        if text::finds_nothing([app_id]) {
-            return Ok(false);
-        }
-        legacy::app_revoke(self, app_id, now).await
-    }
-
-    async fn legacy_tokens_put(&self, tokens: &LegacyTokens) -> StoreResult<bool> {
-        tokens.check_text()?;
-        legacy::tokens_put(self, tokens).await
-    }
-
-    async fn legacy_tokens_get(&self, app_id: &str) -> StoreResult<Option<LegacyTokens>> {
-        if text::finds_nothing([app_id]) {
-            return Ok(None);
-        }
-        legacy::tokens_get(self, app_id).await
-    }
-
-    async fn legacy_rate_hit(&self, app_id: &str, window_start: Timestamp) -> StoreResult<i64> {
-        text::check("appId", app_id)?;
-        legacy::rate_hit(self, app_id, window_start).await
-    }
-
-    async fn device_attributes_put(
-        &self,
-        scope: &TaskScope,
-        device_id: &str,
-        attributes: &DeviceAttributes,
-    ) -> StoreResult<bool> {
-        attributes.check_text()?;
-        if text::scope_finds_nothing(scope, [device_id]) {
-            return Ok(false);
-        }
-        legacy::attributes_put(self, scope, device_id, attributes).await
-    }
-
-    async fn device_attributes_get(
-        &self,
-        scope: &TaskScope,
-        device_ids: &[String],
-    ) -> StoreResult<Vec<(String, DeviceAttributes)>> {
-        if text::scope_finds_nothing(scope, []) {
-            return Ok(Vec::new());
-        }
-        if device_ids.iter().any(|d| text::has_nul(d)) {
-            let ids: Vec<String> = device_ids
-                .iter()
-                .filter(|d| !text::has_nul(d))
-                .cloned()
-                .collect();
-            return legacy::attributes_get(self, scope, &ids).await;
-        }
-        legacy::attributes_get(self, scope, device_ids).await
-    }
-
-    async fn legacy_task_insert(
-        &self,
-        params: TaskInsertParams,
-        operation: LegacyOperation,
-    ) -> StoreResult<taskd_core::Task> {
-        params.check_text()?;
-        operation.check_text()?;
-        tasks::insert_with(self, params, Some(&operation)).await
-    }
-
-    async fn legacy_task_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<LegacyTask>> {
-        if text::scope_finds_nothing(scope, []) {
-            return Ok(None);
-        }
-        legacy::task_get(self, scope, id).await
-    }
-
-    async fn legacy_task_list(
-        &self,
-        params: &LegacyTaskListParams,
-    ) -> StoreResult<Page<LegacyTask>> {
-        let keys = [
-            &params.operate_type,
-            &params.device_type,
-            &params.model,
-            &params.manufacturer_name,
-            &params.device_id,
-        ];
-        if text::scope_finds_nothing(
-            &params.scope,
-            keys.into_iter().flatten().map(String::as_str),
-        ) {
-            return Ok(Page::empty());
-        }
-        legacy::task_list(self, params).await
-    }
-
-    async fn close(&self) {
-        PgStore::close(self).await;
-    }
 }
 
 #[cfg(test)]

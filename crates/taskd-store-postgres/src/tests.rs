@@ -12,11 +12,11 @@ use sqlx::AssertSqlSafe;
 use taskd_core::{ControlOp, Id, NewSubTask, NewTask, TaskScope, Timestamp};
 use taskd_store::{ClaimParams, RunLimits, Store, TaskControlParams, TaskInsertParams};
 
-use crate::control::{FIND_SQL, MOVE_ALL_SQL, MOVE_IDS_SQL};
-use crate::tasks::{
+use crate::{PgDriver, PgStoreOptions};
+use taskd_store_sql::control::{MOVE_ALL_SQL, find_sql, move_ids_sql};
+use taskd_store_sql::tasks::{
     AppFilter, SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, list_sql,
 };
-use crate::{PgStore, PgStoreOptions};
 
 const NOW: Timestamp = Timestamp(1_767_225_600_000);
 
@@ -66,7 +66,7 @@ fn targets(n: usize) -> Vec<NewSubTask> {
 }
 
 /// The plan of `sql` with its parameters bound, one line per node.
-async fn plan(store: &PgStore, sql: &str, binds: Vec<Bind<'_>>) -> String {
+async fn plan(store: &PgDriver, sql: &str, binds: Vec<Bind<'_>>) -> String {
     let explain = format!("EXPLAIN {sql}");
     let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(explain));
     for b in binds {
@@ -126,9 +126,7 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
         url: url.clone(),
         schema: schema.clone(),
     };
-    let store = PgStore::connect_with(&url, &options)
-        .await
-        .expect("connect");
+    let store = crate::connect_with(&url, &options).await.expect("connect");
     let setting = "SELECT current_setting('plan_cache_mode') || ' ' || current_setting('search_path') \
          || ' ' || current_setting('idle_in_transaction_session_timeout')";
     let outside: String = sqlx::query_scalar(setting)
@@ -239,6 +237,8 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
     // The first page of the oldest task: walking the primary key from the top would pass
     // every newer sub-task first.
     let marker = Int(Id::MAX.0);
+    let find = find_sql::<PgDriver>();
+    let move_ids = move_ids_sql::<PgDriver>();
     let sub_cases = [
         (
             SUB_TASK_PAGE_SQL,
@@ -262,7 +262,7 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
             "sub_tasks_task_target",
         ),
         (
-            FIND_SQL,
+            find.as_str(),
             vec![Int(big_task.0), Texts(vec!["dev-00007", "dev-00008"])],
             "sub_tasks_task_target",
         ),
@@ -279,7 +279,7 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
             "sub_tasks_task_state",
         ),
         (
-            MOVE_IDS_SQL,
+            move_ids.as_str(),
             vec![
                 Text("confirm"),
                 Int(1),
@@ -307,12 +307,12 @@ async fn statements_scan_their_indexes_for_small_and_big_scopes() {
             "sub_tasks_ready",
         ),
         (
-            crate::run::LEASES_EXPIRED_SQL,
+            taskd_store_sql::run::LEASES_EXPIRED_SQL,
             vec![Int(NOW.0 + 1), Int(100)],
             "sub_tasks_leases",
         ),
         (
-            crate::run::RETRIES_DUE_SQL,
+            taskd_store_sql::run::RETRIES_DUE_SQL,
             vec![Int(NOW.0 + 1), Int(100)],
             "sub_tasks_retry_due",
         ),
@@ -362,7 +362,7 @@ impl Drop for DropSchema {
 }
 
 /// A store in a schema of its own, dropped with the guard.
-async fn fresh_store(suffix: &str) -> Option<(PgStore, DropSchema)> {
+async fn fresh_store(suffix: &str) -> Option<(crate::PgStore, DropSchema)> {
     let url = database_url()?;
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -377,9 +377,7 @@ async fn fresh_store(suffix: &str) -> Option<(PgStore, DropSchema)> {
         schema: Some(schema),
         ..PgStoreOptions::default()
     };
-    let store = PgStore::connect_with(&url, &options)
-        .await
-        .expect("connect");
+    let store = crate::connect_with(&url, &options).await.expect("connect");
     Some((store, guard))
 }
 
@@ -387,7 +385,7 @@ async fn fresh_store(suffix: &str) -> Option<(PgStore, DropSchema)> {
 /// priced out, none of them appears (tables this small would otherwise be read whole).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_statements_have_index_paths() {
-    use crate::devices::{
+    use taskd_store_sql::registry::{
         DEVICE_GET_SQL, DeviceShape, GROUP_COUNT_SQL, GROUP_GET_SQL, GROUP_HAS_CHILDREN_SQL,
         GROUP_NAME_TAKEN_SQL, GROUPS_OF_DEVICE_SQL, GroupShape, HAS_SUB_DEVICES_SQL, IS_MEMBER_SQL,
         MEMBER_IDS_SQL, MEMBERS_OF_GROUP_SQL, device_count_sql, device_list_sql, group_count_sql,
@@ -397,7 +395,7 @@ async fn registry_statements_have_index_paths() {
     let Some((store, _drop)) = fresh_store("registry_plans").await else {
         return;
     };
-    async fn plan_of(store: &PgStore, sql: &str, params: usize) -> String {
+    async fn plan_of(store: &PgDriver, sql: &str, params: usize) -> String {
         let mut tx = crate::begin_read(store).await.unwrap();
         for setting in [
             "SET LOCAL enable_seqscan = off",
@@ -533,7 +531,10 @@ async fn device_effects_apply_in_the_callers_transaction() {
     use taskd_core::AuthType;
     use taskd_store::{DeviceEffect, DeviceEffectRefused};
 
-    use crate::devices::apply_device_effect;
+    use taskd_store_sql::registry::apply_device_effect;
+
+    use crate::PgDriver as Driver;
+    use crate::driver::PgConn;
 
     let Some((store, _drop)) = fresh_store("registry_effects").await else {
         return;
@@ -558,7 +559,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
 
     let mut tx = crate::begin_write(&store).await.unwrap();
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &create, NOW)
+        apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &create, NOW)
             .await
             .unwrap(),
         Ok(())
@@ -567,7 +568,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
     assert_eq!(store.device_get(&scope, "prod_n1").await.unwrap(), None);
 
     let mut tx = crate::begin_write(&store).await.unwrap();
-    apply_device_effect(&mut tx, &scope, &create, NOW)
+    apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &create, NOW)
         .await
         .unwrap()
         .unwrap();
@@ -575,7 +576,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
     let before = store.device_get(&scope, "prod_n1").await.unwrap().unwrap();
     let mut tx = crate::begin_write(&store).await.unwrap();
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &create, NOW.plus_millis(1))
+        apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &create, NOW.plus_millis(1))
             .await
             .unwrap(),
         Err(DeviceEffectRefused {
@@ -587,7 +588,7 @@ async fn device_effects_apply_in_the_callers_transaction() {
         device_id: "nope".into(),
     };
     assert_eq!(
-        apply_device_effect(&mut tx, &scope, &missing, NOW)
+        apply_device_effect::<Driver>(&mut PgConn(&mut *tx), &scope, &missing, NOW)
             .await
             .unwrap()
             .unwrap_err()

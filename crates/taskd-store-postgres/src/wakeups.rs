@@ -27,7 +27,7 @@ pub(crate) async fn notify_ready(conn: &mut PgConnection) -> StoreResult<()> {
     Ok(())
 }
 
-/// Runs until aborted (`PgStore::close`): LISTENs and wakes `ready` per notification.
+/// Runs until aborted (`PgDriver::close`): LISTENs and wakes `ready` per notification.
 /// While the database is away it retries every second; after a reconnect it wakes once,
 /// since notifications sent meanwhile are lost.
 pub(crate) async fn listen(pool: PgPool, ready: Arc<Notify>) {

@@ -7,9 +7,21 @@
 //! stays in each backend crate: dialects differ, these shapes don't. [`control_plan`]
 //! holds the decision half of per-target control ops.
 
+pub use store::SqlStore;
+
+pub mod control;
 pub mod control_plan;
+pub mod credentials;
 pub mod devices;
+pub mod driver;
+pub mod files;
+pub mod legacy;
+pub mod operations;
+pub mod registry;
+pub mod run;
 pub mod run_plan;
+pub mod store;
+pub mod tasks;
 
 use taskd_core::{
     Credential, Id, OpService, OperateWindow, Operation, Progress, RetryPolicy, SubTask,

@@ -6,11 +6,11 @@
 use taskd_core::{Id, TaskScope, Timestamp};
 use taskd_store::StoreResult;
 
-use crate::{SqliteStore, begin_write, db};
+use crate::{SqliteDriver, begin_write, db};
 
 const CHUNK: i64 = 100_000;
 
-impl SqliteStore {
+impl SqliteDriver {
     /// Adds `n` one-target `firmwareUpgrade` tasks to `scope`, in transactions of 100,000.
     pub async fn seed_benchmark_tasks(
         &self,

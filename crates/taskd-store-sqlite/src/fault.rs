@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::sqlite::SqlitePoolOptions;
 
-use crate::{SqliteStore, db};
+use crate::{SqliteDriver, db};
 use taskd_store::StoreResult;
 
 /// SQLite's largest `max_page_count`: no limit in practice.
@@ -44,7 +44,7 @@ async fn set_max_page_count(
     Ok(())
 }
 
-impl SqliteStore {
+impl SqliteDriver {
     /// Lets the database grow by at most `extra_pages` more pages (of 4 KiB): writes
     /// that need more fail with `SQLITE_FULL`, like on a full disk. `None` lifts the
     /// limit ("space was freed").

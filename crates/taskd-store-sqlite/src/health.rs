@@ -10,9 +10,9 @@ use std::path::Path;
 use taskd_core::Timestamp;
 use taskd_store::{MIN_WRITE_ROOM_BYTES, StoreError, StoreResult};
 
-use crate::{SqliteStore, begin_write, db};
+use crate::{SqliteDriver, begin_write, db};
 
-pub(crate) async fn check_writable(store: &SqliteStore, now: Timestamp) -> StoreResult<()> {
+pub(crate) async fn check_writable(store: &SqliteDriver, now: Timestamp) -> StoreResult<()> {
     if let Some(dir) = &store.data_dir {
         let free = free_bytes(dir.clone()).await?;
         refuse_below(free, "free on the file system of the data directory")?;

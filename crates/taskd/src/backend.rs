@@ -24,15 +24,17 @@ impl Backend {
     pub async fn open(data: &DataArgs) -> anyhow::Result<Backend> {
         match &data.database_url {
             Some(url) => {
-                let store = PgStore::connect(url)
+                let store = taskd_store_postgres::connect(url)
                     .await
                     .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
                 Ok(Backend::Postgres(Arc::new(store)))
             }
             None => {
-                let store = SqliteStore::open(&data.data_dir).await.with_context(|| {
-                    format!("opening the database in {}", data.data_dir.display())
-                })?;
+                let store = taskd_store_sqlite::open(&data.data_dir)
+                    .await
+                    .with_context(|| {
+                        format!("opening the database in {}", data.data_dir.display())
+                    })?;
                 Ok(Backend::Sqlite(Arc::new(store)))
             }
         }

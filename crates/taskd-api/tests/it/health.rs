@@ -1,5 +1,5 @@
 //! `/livez`, `/readyz` and `/healthz` on a store whose disk fills up and frees again
-//! (`SqliteStore::limit_pages`, SQLite's own "database or disk is full").
+//! (`SqliteDriver::limit_pages`, SQLite's own "database or disk is full").
 
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ struct App {
 impl App {
     async fn new() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let store = Arc::new(taskd_store_sqlite::open(dir.path()).await.unwrap());
         let clock = ManualClock::new(START);
         let state = AppState::new(store.clone(), Arc::new(clock.clone()), ApiConfig::default());
         App {

@@ -9,7 +9,6 @@ use taskd_api::{ApiConfig, AppState};
 use taskd_core::{Credential, ManualClock, Timestamp};
 use taskd_signature::{SigningKey, SigningRequest, format_sdk_date, sign};
 use taskd_store::Store;
-use taskd_store_sqlite::SqliteStore;
 use tower::ServiceExt;
 
 pub const P1: &str = "0123456789abcdef0123456789abcdef";
@@ -103,7 +102,7 @@ impl TestApp {
         app_clock: impl FnOnce(ManualClock) -> Arc<dyn taskd_core::Clock>,
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let store = Arc::new(taskd_store_sqlite::open(dir.path()).await.unwrap());
         for (ak, sk, p) in [(AK1, SK1, P1), (AK2, SK2, P2)] {
             store
                 .credential_put(&Credential {

@@ -413,7 +413,7 @@ async fn migrations_are_idempotent() {
                 schema: Some(name),
                 ..PgStoreOptions::default()
             };
-            PgStore::connect_with(&url, &options).await
+            taskd_store_postgres::connect_with(&url, &options).await
         });
     }
     let mut stores = Vec::new();
@@ -442,7 +442,7 @@ async fn an_unreachable_database_fails_within_the_acquire_timeout() {
     };
     let url = format!("postgres://postgres:secret@127.0.0.1:{closed_port}/postgres");
     let started = Instant::now();
-    let err = PgStore::connect_with(&url, &options)
+    let err = taskd_store_postgres::connect_with(&url, &options)
         .await
         .expect_err("nothing listens there");
     let took = started.elapsed();
@@ -456,9 +456,10 @@ async fn an_unreachable_database_fails_within_the_acquire_timeout() {
     let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = black_hole.local_addr().unwrap().port();
     let started = Instant::now();
-    let err = PgStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-        .await
-        .expect_err("nobody answers");
+    let err =
+        taskd_store_postgres::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+            .await
+            .expect_err("nobody answers");
     let took = started.elapsed();
     assert!(is_unreachable(&err), "{err}");
     assert!(
@@ -472,7 +473,7 @@ async fn an_unreachable_database_fails_within_the_acquire_timeout() {
         "postgres://u:secret@host:notaport/db",
         "postgres://u:secret@host/db?sslmode=sometimes",
     ] {
-        match PgStore::connect(bad_url).await {
+        match taskd_store_postgres::connect(bad_url).await {
             Err(e @ StoreError::Backend(_)) => {
                 let msg = e.to_string();
                 assert!(msg.contains("invalid PostgreSQL URL"), "{msg}");
@@ -484,7 +485,7 @@ async fn an_unreachable_database_fails_within_the_acquire_timeout() {
     for bad in ["bad; name", "Upper", "1st", ""] {
         assert!(
             matches!(
-                PgStore::connect_with_schema("postgres://127.0.0.1:1/x", bad).await,
+                taskd_store_postgres::connect_with_schema("postgres://127.0.0.1:1/x", bad).await,
                 Err(StoreError::Backend(e)) if e.to_string().contains("invalid schema name")
             ),
             "{bad:?}"
@@ -520,7 +521,7 @@ async fn a_vanished_database_fails_calls_within_the_acquire_timeout() {
         schema: Some(schema.name.clone()),
         ..PgStoreOptions::default()
     };
-    let store = PgStore::connect_with(&url, &options)
+    let store = taskd_store_postgres::connect_with(&url, &options)
         .await
         .expect("through the proxy");
     let s = scope("p1", "");

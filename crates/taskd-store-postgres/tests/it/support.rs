@@ -67,7 +67,7 @@ impl TestSchema {
 
     /// A store (a "node") working in this schema.
     pub async fn store(&self) -> PgStore {
-        PgStore::connect_with_schema(&self.url, &self.name)
+        taskd_store_postgres::connect_with_schema(&self.url, &self.name)
             .await
             .unwrap_or_else(|e| panic!("connecting to {URL_VAR} (schema {}): {e}", self.name))
     }
@@ -80,7 +80,7 @@ impl TestSchema {
             schema: Some(self.name.clone()),
             ..PgStoreOptions::default()
         };
-        PgStore::connect_with(&self.url, &options)
+        taskd_store_postgres::connect_with(&self.url, &options)
             .await
             .unwrap_or_else(|e| panic!("connecting to {URL_VAR} (schema {}): {e}", self.name))
     }

@@ -1,6 +1,6 @@
 //! A full disk, and the space coming back: SQLite answers `SQLITE_FULL` to the write
 //! that needs the room, and the store must write again as soon as there is room, without
-//! a restart. `SqliteStore::limit_pages` is the full disk (SQLite's own page limit, same
+//! a restart. `SqliteDriver::limit_pages` is the full disk (SQLite's own page limit, same
 //! error); `on_a_real_full_file_system` fills a small tmpfs (as root only).
 
 use std::path::Path;
@@ -139,7 +139,7 @@ async fn on_a_real_full_file_system() {
         }
     };
     let data = fs.path().join("data");
-    let store = SqliteStore::open(&data).await.unwrap();
+    let store = taskd_store_sqlite::open(&data).await.unwrap();
     let s = scope("p1", "");
     let targets: Vec<String> = (0..300).map(|i| format!("device-{i:05}")).collect();
     let targets: Vec<&str> = targets.iter().map(String::as_str).collect();

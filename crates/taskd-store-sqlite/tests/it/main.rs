@@ -10,12 +10,15 @@ use tempfile::TempDir;
 /// A fresh store on its own file; the dir lives as long as the test.
 async fn fresh() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path()).await.expect("open");
+    let store = taskd_store_sqlite::open(dir.path()).await.expect("open");
     (store, dir)
 }
 
 async fn fresh_in_memory() -> (SqliteStore, ()) {
-    (SqliteStore::open_in_memory().await.expect("open"), ())
+    (
+        taskd_store_sqlite::open_in_memory().await.expect("open"),
+        (),
+    )
 }
 
 mod conformance {

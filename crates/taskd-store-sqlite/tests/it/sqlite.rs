@@ -5,7 +5,7 @@ use sqlx::{Connection, SqliteConnection};
 use taskd_core::{ControlOp, Credential, Id, TaskScope, Timestamp};
 use taskd_store::conformance::{T0, at, control, insert_with_targets, new_task, scope};
 use taskd_store::{Store, StoreError, TaskControlOutcome, TaskInsertParams};
-use taskd_store_sqlite::{DB_FILE_NAME, SqliteStore};
+use taskd_store_sqlite::DB_FILE_NAME;
 
 use crate::fresh;
 
@@ -44,7 +44,7 @@ async fn the_file_is_in_wal_mode() {
 async fn open_creates_missing_directories() {
     let dir = tempfile::tempdir().unwrap();
     let nested = dir.path().join("a/b/data");
-    let store = SqliteStore::open(&nested).await.expect("open");
+    let store = taskd_store_sqlite::open(&nested).await.expect("open");
     store.ping().await.unwrap();
     assert!(nested.join(DB_FILE_NAME).is_file());
     store.close().await;
@@ -62,7 +62,7 @@ async fn reopening_keeps_data_and_the_id_sequence() {
     store.close().await;
     assert!(store.ping().await.is_err(), "a closed store refuses work");
 
-    let store = SqliteStore::open(dir.path()).await.expect("reopen");
+    let store = taskd_store_sqlite::open(dir.path()).await.expect("reopen");
     assert_eq!(store.task_get(&s, t.id).await.unwrap(), Some(t.clone()));
     assert!(store.credential_get("AK").await.unwrap().is_some());
     // The clock went back across the restart: ids still grow.
@@ -82,7 +82,9 @@ async fn reopening_keeps_data_and_the_id_sequence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_store_on_the_same_dir_can_write() {
     let (server, dir) = fresh().await;
-    let cli = SqliteStore::open(dir.path()).await.expect("second open");
+    let cli = taskd_store_sqlite::open(dir.path())
+        .await
+        .expect("second open");
     let s = scope("p1", "");
 
     // Both write at once, many times.
@@ -240,7 +242,7 @@ async fn an_empty_app_id_is_the_default_space() {
 
 #[tokio::test]
 async fn an_in_memory_store_closes_cleanly() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = taskd_store_sqlite::open_in_memory().await.unwrap();
     store.ping().await.unwrap();
     store.close().await;
     assert!(store.ping().await.is_err());
@@ -251,9 +253,7 @@ async fn benchmark_seeding_writes_what_task_insert_would() {
     use taskd_core::{Id, TaskScope, TaskState, Timestamp};
     use taskd_store::{PageRequest, Store, SubTaskListParams, TaskFilter, TaskListParams};
     let dir = tempfile::tempdir().unwrap();
-    let store = taskd_store_sqlite::SqliteStore::open(dir.path())
-        .await
-        .unwrap();
+    let store = taskd_store_sqlite::open(dir.path()).await.unwrap();
     let scope = TaskScope::new("0123456789abcdef0123456789abcdef", "");
     store
         .seed_benchmark_tasks(&scope, 250_001, Timestamp(1_767_225_600_000))
