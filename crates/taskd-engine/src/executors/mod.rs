@@ -147,14 +147,13 @@ mod tests {
     use taskd_core::{ManualClock, SubTask, SubTaskState, Task, TaskScope, TaskState, Timestamp};
     use taskd_store::conformance::{first_page, new_task};
     use taskd_store::{Store, SubTaskListParams};
-    use taskd_store_sqlite::SqliteStore;
 
     use super::*;
     use crate::TargetSource;
     use crate::runner::Runner;
 
     async fn engine() -> Engine {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(taskd_store_sqlite::open_in_memory().await.unwrap());
         let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(1_767_225_600)));
         Engine::new(store, clock)
     }
