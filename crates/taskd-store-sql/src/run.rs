@@ -360,18 +360,19 @@ pub async fn report<D: Driver>(
     let mut outcomes = Vec::with_capacity(results.len());
     let mut writes = Vec::new();
     for result in results {
-        // `remove`: a sub-task named twice in one batch takes its first result only.
-        let Some((task_id, state, attempts, retries)) = current.remove(&result.sub_task_id.0)
-        else {
+        // A sub-task named twice in one batch takes its first accepted result only (it is
+        // removed once accepted); a stale attempt before it costs it nothing.
+        let Some((task_id, state, attempts, retries)) = current.get(&result.sub_task_id.0) else {
             outcomes.push(ReportOutcome::LeaseLost);
             continue;
         };
+        let (task_id, attempts, retries) = (*task_id, *attempts, *retries);
         let Some((task, progress)) = touched.get_mut(&task_id) else {
             // Its task was deleted between the two reads.
             outcomes.push(ReportOutcome::LeaseLost);
             continue;
         };
-        if parse_sub_task_state(&state)? != SubTaskState::Processing
+        if parse_sub_task_state(state)? != SubTaskState::Processing
             || attempts != i64::from(result.attempt)
             || project_id
                 .as_deref()
@@ -380,6 +381,7 @@ pub async fn report<D: Driver>(
             outcomes.push(ReportOutcome::LeaseLost);
             continue;
         }
+        current.remove(&result.sub_task_id.0);
         // A registry effect happens with the success, in this transaction, or not at all.
         let mut outcome = result.outcome;
         if let (RunOutcome::Succeeded { .. }, Some(effect)) = (&outcome, &result.effect)

@@ -97,6 +97,7 @@ macro_rules! store_conformance_tests {
             run_claims_respect_running_limits,
             run_failures_retry_by_policy,
             run_leases_expire_and_fence_late_results,
+            run_a_batch_judges_each_result_on_its_own,
             run_stop_takes_the_lease_away,
             run_results_are_fenced_by_project,
             run_concurrent_claims_never_double_lease,

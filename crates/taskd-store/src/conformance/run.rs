@@ -671,3 +671,37 @@ pub async fn run_one_leader_at_a_time(store_arc: Arc<dyn Store>) {
     let won = racers.join_all().await;
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 }
+
+/// One batch naming a sub-task twice: a stale attempt first costs the current one
+/// nothing, and of two current results only the first is taken.
+pub async fn run_a_batch_judges_each_result_on_its_own(store: Arc<dyn Store>) {
+    let store = &*store;
+    let s = scope("p1", "");
+    let t = insert_with_targets(store, &s, "t", &["a"], T0).await;
+    let first = claim_all(store, "p1", at(0)).await.remove(0);
+    let m = store.maintain(at(60_001), 100).await.unwrap();
+    assert_eq!(m.leases_expired, 1);
+    let second = claim_all(store, "p1", at(60_002)).await.remove(0);
+    assert_eq!((second.id, second.attempt), (first.id, 2));
+    assert_eq!(
+        report(
+            store,
+            Some("p1"),
+            vec![
+                ok(&first, "late"),
+                ok(&second, "on time"),
+                ok(&second, "again")
+            ],
+            at(60_003)
+        )
+        .await,
+        [
+            ReportOutcome::LeaseLost,
+            ReportOutcome::Accepted(SubTaskState::Succeeded),
+            ReportOutcome::LeaseLost,
+        ]
+    );
+    let a = sub_task(store, &s, t.id, "a").await;
+    assert_eq!((a.output.as_deref(), a.attempts), (Some("on time"), 2));
+    assert_eq!(check(store, &s, t.id).await.state, TaskState::Succeeded);
+}
