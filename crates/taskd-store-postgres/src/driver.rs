@@ -11,7 +11,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 use taskd_core::{Id, NewSubTask, Timestamp};
-use taskd_store::{ClaimParams, ClaimedSubTask, StoreError, StoreResult};
+use taskd_store::{StoreError, StoreResult};
 use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
 use tokio::sync::Notify;
 
@@ -106,6 +106,8 @@ const fn lock_class(lock: KeyLock) -> i32 {
         KeyLock::Files => 0x7473_6b66,
         // Spells "dgrp".
         KeyLock::Groups => 0x6467_7270,
+        // Spells "tskc".
+        KeyLock::Claims => 0x7473_6b63,
     }
 }
 
@@ -233,10 +235,6 @@ impl Driver for PgDriver {
         Some(self.ready.clone())
     }
 
-    async fn claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
-        crate::run::claim(self, params).await
-    }
-
     async fn close(&self) {
         PgDriver::close(self).await;
     }
@@ -281,6 +279,39 @@ impl Driver for PgDriver {
                  (SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting'), \
                  (SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing'), \
                  (SELECT MIN(deadline_at) FROM task_deadlines WHERE pending))"
+            }
+            DialectSql::ClaimRunning => {
+                "SELECT project_id, SUM(n_processing)::BIGINT FROM tasks \
+                 WHERE n_processing > 0 GROUP BY project_id"
+            }
+            DialectSql::ClaimCandidates => {
+                "SELECT id, project_id FROM tasks \
+                 WHERE runnable AND (schedule_at IS NULL OR schedule_at <= $1) \
+                 AND kind = ANY($2) AND ($3::TEXT IS NULL OR project_id = $3) \
+                 AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
+                                 WHERE d.task_id = tasks.id AND d.deadline_at <= $1) \
+                 AND (window_start IS NULL \
+                      OR (($5::BIGINT - window_start + 1440) % 1440) \
+                         < ((window_end - window_start + 1440) % 1440)) \
+                 ORDER BY served_seq, id LIMIT $4 FOR UPDATE SKIP LOCKED"
+            }
+            DialectSql::NextServedSeq => {
+                "SELECT COALESCE(MAX(served_seq), 0) + 1 FROM tasks WHERE runnable"
+            }
+            DialectSql::ClaimRows => {
+                "WITH picked AS MATERIALIZED ( \
+                     SELECT id FROM sub_tasks WHERE task_id = $4 AND state = 'waiting' \
+                     AND ready_at IS NOT NULL AND ready_at <= $3 ORDER BY id LIMIT $5 \
+                     FOR UPDATE SKIP LOCKED) \
+                 UPDATE sub_tasks s SET state = 'processing', lease_owner = $1, \
+                     lease_until = $2, attempts = s.attempts + 1, progress = NULL, \
+                     started_at = $3, updated_at = $3 \
+                 FROM picked WHERE s.id = picked.id AND s.state = 'waiting' \
+                 RETURNING s.id, s.target, s.input_json, s.attempts"
+            }
+            DialectSql::HasReady => {
+                "SELECT EXISTS (SELECT 1 FROM sub_tasks \
+                 WHERE task_id = $1 AND state = 'waiting' AND ready_at IS NOT NULL)"
             }
         }
     }

@@ -9,7 +9,6 @@
 //!   `= ANY($n)`), row locks (`FOR UPDATE`/`FOR SHARE`), advisory locks (`KeyLock`), the
 //!   statements PostgreSQL says its own way (`DialectSql`), the `unnest` bulk sub-task
 //!   insert and result batch, NOTIFY;
-//! * `run`: claims (advisory lock for the limits, `SKIP LOCKED` tasks);
 //! * `wakeups`: `NOTIFY taskd_ready` and the `LISTEN` task behind `Store::wakeups`;
 //! * `bench_seed`: bulk rows for `taskd bench`.
 //!
@@ -48,7 +47,6 @@
 
 mod bench_seed;
 mod driver;
-mod run;
 mod wakeups;
 
 use std::sync::Arc;
@@ -304,18 +302,6 @@ pub(crate) async fn begin_write(
     store: &PgDriver,
 ) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
     store.pool.begin().await.map_err(db)
-}
-
-/// Ends a write transaction that decided to write nothing, and returns `value`. Its row
-/// and advisory locks go now: a transaction merely dropped queues its ROLLBACK until the
-/// connection is next flushed, and meanwhile the rows it locked stay locked, so another
-/// claim's `SKIP LOCKED` would pass them over.
-pub(crate) async fn give_up<T>(
-    tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    value: T,
-) -> StoreResult<T> {
-    tx.rollback().await.map_err(db)?;
-    Ok(value)
 }
 
 /// A read-only transaction on one snapshot: several statements see the same data.

@@ -25,7 +25,7 @@ use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use taskd_core::{Id, NewSubTask, Timestamp};
-use taskd_store::{ClaimParams, ClaimedSubTask, RegistryRefusal, StoreError, StoreResult};
+use taskd_store::{RegistryRefusal, StoreError, StoreResult};
 use tokio::sync::Notify;
 
 /// A value bound to one statement parameter.
@@ -220,6 +220,8 @@ pub enum KeyLock {
     Files,
     /// Group inserts in one scope: the per-scope group limit and unique names.
     Groups,
+    /// Claims (no key): the running limits hold across every node.
+    Claims,
 }
 
 /// The statements whose text differs between the dialects (their arguments don't: the
@@ -242,6 +244,22 @@ pub enum DialectSql {
     /// The earliest of: a schedule time after `$1` of a runnable task, a due retry, a
     /// lease end, a pending deadline (NULL when there is none).
     NextDue,
+    /// Running sub-tasks per project: `(project_id, BIGINT count)`.
+    ClaimRunning,
+    /// A claim's candidate tasks `(id, project_id)`: runnable, schedule time `$1` reached,
+    /// of the kinds `$2` (a list), of project `$3` when not NULL, no deadline passed,
+    /// maintenance window (if any) open at minute of day `$5`, least recently served
+    /// first, at most `$4`, locked (PostgreSQL skips tasks other claims hold). A minute m
+    /// is inside [start, end) of a window that may wrap midnight exactly when
+    /// (m - start) mod 1440 < (end - start) mod 1440.
+    ClaimCandidates,
+    /// One more than the largest `served_seq` of a runnable task.
+    NextServedSeq,
+    /// Leases the first `$5` claimable sub-tasks of task `$4` to worker `$1` until `$2`
+    /// at `$3`, returning `(id, target, input_json, attempts)`.
+    ClaimRows,
+    /// Whether task `$1` has a released waiting sub-task left.
+    HasReady,
 }
 
 /// A SQL backend.
@@ -319,14 +337,6 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Graceful shutdown (`Store::close`).
     async fn close(&self);
-
-    /// Leases up to `params.max` claimable sub-tasks (`Store::sub_task_claim`): the one
-    /// use case each backend writes itself, because what makes it right differs by more
-    /// than statement text: PostgreSQL serialises the running limits with an advisory
-    /// lock and skips tasks other nodes hold (`FOR UPDATE SKIP LOCKED`); SQLite's one
-    /// writer needs neither. Both share the fair share-out (`run_plan::ShareOut`) and
-    /// `run::settle`.
-    async fn claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>>;
 }
 
 /// What a registry write refused, or the registry value.

@@ -11,17 +11,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use taskd_core::{Id, Progress, SubTaskState, Task, TaskState, Timestamp};
+use taskd_core::{Id, Progress, SubTaskState, Task, TaskState, Timestamp, minute_of_day};
 use taskd_store::{
-    HeartbeatParams, LeaderParams, MaintenanceReport, ReportOutcome, ReportParams, RunOutcome,
-    StoreResult,
+    ClaimParams, ClaimedSubTask, HeartbeatParams, LeaderParams, MaintenanceReport, ReportOutcome,
+    ReportParams, RunOutcome, StoreResult,
 };
 
 use crate::control::write_task;
-use crate::driver::{Conn, DialectSql, Driver, Stmt, Tx};
+use crate::driver::{Conn, DialectSql, Driver, KeyLock, Stmt, Tx};
 use crate::legacy::{UNFINISHED, expire_task};
 use crate::registry::apply_device_effect;
-use crate::run_plan::{LEASE_EXPIRED_CODE, abandons, decide, lease_expired_message};
+use crate::run_plan::{
+    LEASE_EXPIRED_CODE, LeasedRow, MAX_CANDIDATE_TASKS, ShareOut, abandons, claimed_sub_tasks,
+    decide, lease_expired_message,
+};
 use crate::tasks::{count_move, load_by_id_locked};
 use crate::{corrupt, parse_sub_task_state};
 
@@ -431,4 +434,100 @@ pub async fn report<D: Driver>(
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Leases up to `params.max` claimable sub-tasks, shared out fairly between tasks
+/// (`ShareOut`: least recently served first, within the running limits). Claims take
+/// turns (`KeyLock::Claims`: on PostgreSQL an advisory lock, so the limits hold across
+/// nodes; SQLite's one writer already serialises them), and the candidate tasks are read
+/// locked (PostgreSQL `FOR UPDATE SKIP LOCKED`: a task another transaction is settling is
+/// skipped, not waited for).
+pub async fn claim<D: Driver>(driver: &D, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
+    let ClaimParams {
+        worker_id,
+        project_id,
+        kinds,
+        max,
+        lease_until,
+        limits,
+        now,
+    } = params;
+    if max == 0 || kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = driver.begin_write().await?;
+    D::lock_key(&mut tx, KeyLock::Claims, &[]).await?;
+    let running: Vec<(String, i64)> = tx
+        .fetch_all(Stmt::new(D::sql(DialectSql::ClaimRunning)))
+        .await?;
+    let Some(mut share_out) = ShareOut::new(limits, max, &running) else {
+        return tx.give_up(Vec::new()).await;
+    };
+    let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+    let candidates: Vec<(i64, String)> = tx
+        .fetch_all(
+            Stmt::new(D::sql(DialectSql::ClaimCandidates))
+                .bind(now.0)
+                .bind(&kinds)
+                .bind(&project_id)
+                .bind(i64::from(MAX_CANDIDATE_TASKS))
+                .bind(minute_of_day(now)),
+        )
+        .await?;
+    if candidates.is_empty() {
+        return tx.give_up(Vec::new()).await;
+    }
+    let served_seq = tx
+        .fetch_int(Stmt::new(D::sql(DialectSql::NextServedSeq)))
+        .await?;
+
+    let mut claimed = Vec::new();
+    share_out.candidates(candidates.iter().map(|c| c.1.clone()).collect());
+    while let Some((i, want)) = share_out.next_claim() {
+        let task_id = candidates[i].0;
+        let mut rows: Vec<LeasedRow> = tx
+            .fetch_all(
+                Stmt::new(D::sql(DialectSql::ClaimRows))
+                    .bind(&worker_id)
+                    .bind(lease_until.0)
+                    .bind(now.0)
+                    .bind(task_id)
+                    .bind(want),
+            )
+            .await?;
+        rows.sort_unstable_by_key(|r| r.0);
+        let got = rows.len() as i64;
+        let still_runnable = if got < want {
+            let (ready,): (bool,) = tx
+                .fetch_one(Stmt::new(D::sql(DialectSql::HasReady)).bind(task_id))
+                .await?;
+            ready
+        } else {
+            true
+        };
+        tx.execute(
+            Stmt::new("UPDATE tasks SET served_seq = $1, runnable = $2 WHERE id = $3")
+                .bind(served_seq)
+                .bind(still_runnable)
+                .bind(task_id),
+        )
+        .await?;
+        if got == 0 {
+            share_out.got(0);
+            continue;
+        }
+        // Already locked by the candidate query.
+        let task = load_by_id_locked::<D>(&mut tx, Id(task_id))
+            .await?
+            .ok_or_else(|| corrupt(format!("task {} vanished under its lock", Id(task_id))))?;
+        // The rows already moved; the counters read here are from before.
+        let mut progress = task.progress;
+        progress.move_n(SubTaskState::Waiting, SubTaskState::Processing, got);
+        settle(&mut tx, &task, progress, false, now).await?;
+
+        claimed_sub_tasks(&task, rows, lease_until, &mut claimed)?;
+        share_out.got(got);
+    }
+    tx.commit().await?;
+    Ok(claimed)
 }

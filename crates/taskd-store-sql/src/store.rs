@@ -2,7 +2,7 @@
 //!
 //! Every call first applies the one rule on text (`taskd_store::text`): text with a NUL
 //! is never written, and a lookup by it finds nothing. Then it runs the use case: written
-//! in this crate's modules (a claim: the driver's own, [`Driver::claim`]).
+//! in this crate's modules.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -213,7 +213,7 @@ impl<D: Driver> Store for SqlStore<D> {
         if params.kinds.is_empty() || text::finds_nothing(params.project_id.as_deref()) {
             return Ok(Vec::new());
         }
-        self.driver.claim(params).await
+        run::claim(&self.driver, params).await
     }
 
     async fn sub_task_heartbeat(&self, params: HeartbeatParams) -> StoreResult<Option<Timestamp>> {

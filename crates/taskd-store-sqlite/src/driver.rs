@@ -10,7 +10,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 use taskd_core::{Id, NewSubTask, Timestamp};
-use taskd_store::{ClaimParams, ClaimedSubTask, StoreResult};
+use taskd_store::StoreResult;
 use taskd_store_sql::driver::{Arg, Conn, DialectSql, Driver, KeyLock, SqlRow, Stmt, Tx};
 
 use crate::{SqliteDriver, db};
@@ -196,10 +196,6 @@ impl Driver for SqliteDriver {
         crate::health::check_writable(self, now).await
     }
 
-    async fn claim(&self, params: ClaimParams) -> StoreResult<Vec<ClaimedSubTask>> {
-        crate::run::claim(self, params).await
-    }
-
     async fn close(&self) {
         SqliteDriver::close(self).await;
     }
@@ -245,6 +241,38 @@ impl Driver for SqliteDriver {
                  UNION ALL SELECT MIN(ready_at) FROM sub_tasks WHERE state = 'retry_waiting' \
                  UNION ALL SELECT MIN(lease_until) FROM sub_tasks WHERE state = 'processing' \
                  UNION ALL SELECT MIN(deadline_at) FROM task_deadlines WHERE pending = 1)"
+            }
+            DialectSql::ClaimRunning => {
+                "SELECT project_id, SUM(n_processing) FROM tasks \
+                 WHERE n_processing > 0 GROUP BY project_id"
+            }
+            DialectSql::ClaimCandidates => {
+                "SELECT id, project_id FROM tasks \
+                 WHERE runnable = 1 AND (schedule_at IS NULL OR schedule_at <= $1) \
+                 AND kind IN (SELECT value FROM json_each($2)) \
+                 AND ($3 IS NULL OR project_id = $3) \
+                 AND NOT EXISTS (SELECT 1 FROM task_deadlines d \
+                                 WHERE d.task_id = tasks.id AND d.deadline_at <= $1) \
+                 AND (window_start IS NULL \
+                      OR (($5 - window_start + 1440) % 1440) \
+                         < ((window_end - window_start + 1440) % 1440)) \
+                 ORDER BY served_seq, id LIMIT $4"
+            }
+            DialectSql::NextServedSeq => {
+                "SELECT COALESCE(MAX(served_seq), 0) + 1 FROM tasks WHERE runnable = 1"
+            }
+            DialectSql::ClaimRows => {
+                "UPDATE sub_tasks SET state = 'processing', lease_owner = $1, lease_until = $2, \
+                 attempts = attempts + 1, progress = NULL, started_at = $3, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM sub_tasks INDEXED BY sub_tasks_ready \
+                              WHERE task_id = $4 AND state = 'waiting' \
+                              AND ready_at IS NOT NULL AND ready_at <= $3 ORDER BY id LIMIT $5) \
+                 AND state = 'waiting' \
+                 RETURNING id, target, input_json, attempts"
+            }
+            DialectSql::HasReady => {
+                "SELECT EXISTS (SELECT 1 FROM sub_tasks INDEXED BY sub_tasks_ready \
+                 WHERE task_id = $1 AND state = 'waiting' AND ready_at IS NOT NULL)"
             }
         }
     }

@@ -8,7 +8,6 @@
 //!   `json_each`), `BEGIN IMMEDIATE`, the statements SQLite says its own way
 //!   (`DialectSql`), the bulk sub-task insert, result rows a statement each;
 //! * `health`: readiness (`Store::check_writable` measures the room left);
-//! * `run`: claims (one writer: no row locks needed);
 //! * `fault` (feature `fault-injection`): `limit_pages`, a full disk for tests;
 //! * `bench_seed`: bulk rows for `taskd bench`.
 //!
@@ -35,7 +34,6 @@ mod driver;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod health;
-mod run;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -2,8 +2,9 @@
 //! pages come out of the index in id order (no sort). These are what keep a page deep in a
 //! million tasks as cheap as the first one.
 
-use crate::{SqliteDriver, run};
+use crate::SqliteDriver;
 use taskd_store_sql::control::{MOVE_ALL_SQL, find_sql, move_ids_sql};
+use taskd_store_sql::driver::{DialectSql, Driver};
 use taskd_store_sql::tasks::{
     AppFilter, SUB_TASK_BY_TARGET_SQL, SUB_TASK_PAGE_BY_STATE_SQL, SUB_TASK_PAGE_SQL, count_sql,
     list_sql,
@@ -108,7 +109,12 @@ async fn listing_and_control_statements_use_their_indexes() {
 
     // The runner: claimable rows, due retries and expired leases come from their partial
     // indexes, never from a walk over a task's finished sub-tasks.
-    assert_searches(&store, run::CLAIM_ROWS_SQL, "INDEX sub_tasks_ready").await;
+    assert_searches(
+        &store,
+        <SqliteDriver as Driver>::sql(DialectSql::ClaimRows),
+        "INDEX sub_tasks_ready",
+    )
+    .await;
     assert_searches(
         &store,
         taskd_store_sql::run::RETRIES_DUE_SQL,
@@ -123,7 +129,11 @@ async fn listing_and_control_statements_use_their_indexes() {
     .await;
     assert_searches(&store, taskd_store_sql::run::HEARTBEAT_SQL, "PRIMARY KEY").await;
     // Reads only the tasks with something running (the partial index), never all tasks.
-    let running = plan(&store, run::RUNNING_SQL).await;
+    let running = plan(
+        &store,
+        <SqliteDriver as Driver>::sql(DialectSql::ClaimRunning),
+    )
+    .await;
     assert_eq!(running, "SCAN tasks USING INDEX tasks_running", "{running}");
 }
 
