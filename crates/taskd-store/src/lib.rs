@@ -151,8 +151,10 @@ pub enum TargetOutcome {
     StateRefused(SubTaskState),
 }
 
-// One per control request, moved once: boxing the task would buy nothing.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per control request, moved once: boxing the task would buy nothing"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskControlOutcome {
     NotFound,
