@@ -29,7 +29,7 @@ const MAX_OUTPUT: usize = 4096;
 const MAX_ERROR_CODE: usize = 64;
 const MAX_ERROR_MSG: usize = 1024;
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, NativeError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, NativeError> {
     serde_json::from_slice(body).map_err(|e| NativeError::MalformedBody(e.to_string()))
 }
 
@@ -83,7 +83,7 @@ fn claimed_json(c: &ClaimedSubTask) -> Value {
 }
 
 #[derive(Deserialize)]
-struct ClaimBody {
+pub(crate) struct ClaimBody {
     protocol: Option<u32>,
     worker_id: String,
     task_types: Vec<String>,
@@ -92,12 +92,8 @@ struct ClaimBody {
     wait_seconds: Option<u64>,
 }
 
-pub async fn claim(
-    State(state): State<AppState>,
-    NativeProject(project_id): NativeProject,
-    body: Bytes,
-) -> Result<Json<Value>, NativeError> {
-    let b: ClaimBody = parse(&body)?;
+/// What a claim body asks for, checked; nothing is claimed unless this succeeds.
+pub(crate) fn claim_request(b: ClaimBody, project_id: String) -> Result<ClaimRequest, NativeError> {
     if b.protocol != Some(PROTOCOL) {
         // A version-1 worker would read every document as null: refuse it loudly.
         return Err(NativeError::InvalidInput(format!(
@@ -133,17 +129,23 @@ pub async fn claim(
             "wait_seconds must be between 0 and {MAX_WAIT_SECONDS}."
         )));
     }
-    let claimed = state
-        .engine
-        .claim(ClaimRequest {
-            worker_id: b.worker_id,
-            project_id: Some(project_id),
-            kinds: b.task_types,
-            max,
-            lease,
-            wait: Duration::from_secs(wait),
-        })
-        .await?;
+    Ok(ClaimRequest {
+        worker_id: b.worker_id,
+        project_id: Some(project_id),
+        kinds: b.task_types,
+        max,
+        lease,
+        wait: Duration::from_secs(wait),
+    })
+}
+
+pub async fn claim(
+    State(state): State<AppState>,
+    NativeProject(project_id): NativeProject,
+    body: Bytes,
+) -> Result<Json<Value>, NativeError> {
+    let request = claim_request(parse(&body)?, project_id)?;
+    let claimed = state.engine.claim(request).await?;
     let mut tasks = serde_json::Map::new();
     for c in &claimed {
         tasks
@@ -155,7 +157,7 @@ pub async fn claim(
 }
 
 #[derive(Deserialize)]
-struct HeartbeatBody {
+pub(crate) struct HeartbeatBody {
     attempt: u32,
     lease_seconds: Option<u64>,
     progress: Option<u8>,
@@ -173,6 +175,16 @@ fn sub_task_id(s: &str) -> Result<Option<Id>, NativeError> {
     Ok(Id::parse_exact(s))
 }
 
+/// The lease a heartbeat body asks for, its progress checked.
+pub(crate) fn heartbeat_lease(b: &HeartbeatBody) -> Result<Duration, NativeError> {
+    if b.progress.is_some_and(|p| p > 100) {
+        return Err(NativeError::InvalidInput(
+            "progress must be between 0 and 100.".into(),
+        ));
+    }
+    lease(b.lease_seconds)
+}
+
 pub async fn heartbeat(
     State(state): State<AppState>,
     NativeProject(project_id): NativeProject,
@@ -181,12 +193,7 @@ pub async fn heartbeat(
 ) -> Result<Json<Value>, NativeError> {
     let id_value = sub_task_id(&id)?;
     let b: HeartbeatBody = parse(&body)?;
-    if b.progress.is_some_and(|p| p > 100) {
-        return Err(NativeError::InvalidInput(
-            "progress must be between 0 and 100.".into(),
-        ));
-    }
-    let lease = lease(b.lease_seconds)?;
+    let lease = heartbeat_lease(&b)?;
     let Some(id_value) = id_value else {
         return Err(NativeError::LeaseLost(id));
     };
@@ -205,7 +212,7 @@ pub async fn heartbeat(
 /// Entries are read one by one: an entry that is not a valid result is refused on its
 /// own, the others are applied.
 #[derive(Deserialize)]
-struct ResultsBody {
+pub(crate) struct ResultsBody {
     results: Vec<Value>,
 }
 
@@ -221,7 +228,7 @@ struct ResultItem {
 
 /// `Ok(None)` for a well-formed id taskd never issued (that result is lease-lost); `Err`
 /// says why the entry is not a result taskd can record.
-fn run_result(entry: Value) -> Result<Option<RunResult>, String> {
+pub(crate) fn run_result(entry: Value) -> Result<Option<RunResult>, String> {
     let item: ResultItem = serde_json::from_value(entry).map_err(|e| e.to_string())?;
     let sub_task_id = sub_task_id(&item.sub_task_id).map_err(|e| e.to_string())?;
     let outcome = match item.status.as_str() {
@@ -284,27 +291,33 @@ fn no_nul(field: &str, value: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn results(
-    State(state): State<AppState>,
-    NativeProject(project_id): NativeProject,
-    body: Bytes,
-) -> Result<Json<Value>, NativeError> {
-    let b: ResultsBody = parse(&body)?;
+/// A results body's entries, each with the sub-task id it quotes and its check: a result
+/// to record, `None` for an id taskd never issued, or why it is refused.
+pub(crate) type CheckedResults = Vec<(String, Result<Option<RunResult>, String>)>;
+
+/// Checks a results body: 1-500 entries, each on its own, since one that taskd cannot
+/// record is refused in its own answer and never costs the others theirs.
+pub(crate) fn checked_results(b: ResultsBody) -> Result<CheckedResults, NativeError> {
     if b.results.is_empty() || b.results.len() > MAX_RESULTS {
         return Err(NativeError::InvalidInput(format!(
             "results must hold 1-{MAX_RESULTS} entries."
         )));
     }
-    // Each entry stands alone: one taskd cannot record is refused in its own answer,
-    // and never costs the others theirs.
-    let checked: Vec<(String, Result<Option<RunResult>, String>)> = b
-        .results
+    Ok(b.results
         .into_iter()
         .map(|entry| {
             let id = entry["sub_task_id"].as_str().unwrap_or_default().to_owned();
             (id, run_result(entry))
         })
-        .collect();
+        .collect())
+}
+
+pub async fn results(
+    State(state): State<AppState>,
+    NativeProject(project_id): NativeProject,
+    body: Bytes,
+) -> Result<Json<Value>, NativeError> {
+    let checked = checked_results(parse(&body)?)?;
     let valid: Vec<RunResult> = checked
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())
