@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn xlsx(header: &[&str], rows: usize) -> Vec<u8> {
+pub(crate) fn xlsx(header: &[&str], rows: usize) -> Vec<u8> {
     let mut book = Workbook::new();
     let sheet = book.add_worksheet();
     for (c, h) in header.iter().enumerate() {
@@ -297,16 +297,18 @@ async fn a_nul_in_a_cell_is_refused_in_the_envelope() {
 use std::io::{Cursor, Write};
 use std::time::{Duration, Instant};
 
-type Part = (String, Box<dyn Fn(&mut dyn Write)>);
+/// Writes one part of a zip.
+pub(crate) type PartWriter = Box<dyn Fn(&mut dyn Write)>;
+pub(crate) type Part = (String, PartWriter);
 
-fn text_part(name: &str, text: &'static str) -> Part {
+pub(crate) fn text_part(name: &str, text: &'static str) -> Part {
     (
         name.to_string(),
         Box::new(move |w: &mut dyn Write| w.write_all(text.as_bytes()).unwrap()),
     )
 }
 
-fn zip_of(parts: Vec<Part>) -> Vec<u8> {
+pub(crate) fn zip_of(parts: Vec<Part>) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
@@ -320,7 +322,7 @@ fn zip_of(parts: Vec<Part>) -> Vec<u8> {
 const SHEET_HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#;
 
 /// The parts of a one-sheet workbook around `sheet` (the worksheet XML).
-fn xlsx_parts(sheet: Box<dyn Fn(&mut dyn Write)>) -> Vec<Part> {
+pub(crate) fn xlsx_parts(sheet: PartWriter) -> Vec<Part> {
     vec![
         text_part(
             "[Content_Types].xml",
@@ -343,7 +345,7 @@ fn xlsx_parts(sheet: Box<dyn Fn(&mut dyn Write)>) -> Vec<Part> {
 }
 
 /// A sheet whose XML is `body` between `<sheetData>` and its end.
-fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> Box<dyn Fn(&mut dyn Write)> {
+pub(crate) fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> PartWriter {
     Box::new(move |w: &mut dyn Write| {
         w.write_all(SHEET_HEAD.as_bytes()).unwrap();
         if let Some(d) = dimension {
@@ -353,7 +355,7 @@ fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> Box<dyn Fn(
     })
 }
 
-const HEADER_AND_ROW: &str = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>node_id</t></is></c><c r="B1" t="inlineStr"><is><t>product_id</t></is></c></row><row r="2"><c r="A2" t="inlineStr"><is><t>n1</t></is></c><c r="B2" t="inlineStr"><is><t>p</t></is></c></row>"#;
+pub(crate) const HEADER_AND_ROW: &str = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>node_id</t></is></c><c r="B1" t="inlineStr"><is><t>product_id</t></is></c></row><row r="2"><c r="A2" t="inlineStr"><is><t>n1</t></is></c><c r="B2" t="inlineStr"><is><t>p</t></is></c></row>"#;
 
 /// Uploads `bytes`, expects the refusal, and proves the app still takes a good file.
 async fn refused(app: &TestApp, what: &str, bytes: &[u8], code: &str, msg_has: &str) {
@@ -606,7 +608,7 @@ fn label(row: u16, col: u16, text: &str) -> Vec<u8> {
 
 /// A BIFF8 workbook of one sheet: its DIMENSIONS record (first row, last row + 1, first
 /// column, last column + 1) and LABEL cells, in a compound file.
-fn xls(dimensions: (u32, u32, u16, u16), cells: &[(u16, u16, &str)]) -> Vec<u8> {
+pub(crate) fn xls(dimensions: (u32, u32, u16, u16), cells: &[(u16, u16, &str)]) -> Vec<u8> {
     let bof = |dt: u16| {
         let mut d = vec![0x00, 0x06];
         d.extend_from_slice(&dt.to_le_bytes());
@@ -643,7 +645,7 @@ fn xls(dimensions: (u32, u32, u16, u16), cells: &[(u16, u16, &str)]) -> Vec<u8> 
     file.into_inner().into_inner()
 }
 
-const XLS_CELLS: [(u16, u16, &str); 4] = [
+pub(crate) const XLS_CELLS: [(u16, u16, &str); 4] = [
     (0, 0, "node_id"),
     (0, 1, "product_id"),
     (1, 0, "n1"),
