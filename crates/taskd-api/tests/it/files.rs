@@ -43,6 +43,29 @@ async fn upload(app: &TestApp, name: &str, bytes: &[u8]) -> Reply {
     .await
 }
 
+/// A row naming its device `row-2` and a row naming none (or a repeat) used to get the
+/// same target, `row-2`: the store's unique (task, target) refused the whole task.
+#[tokio::test]
+async fn a_row_named_like_a_generated_target_still_makes_a_task() {
+    let app = TestApp::new().await;
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    for (r, node) in ["node_id", "row-2", "row-2", ""].iter().enumerate() {
+        sheet.write_string(r as u32, 0, *node).unwrap();
+        let product = if r == 0 { "product_id" } else { "p" };
+        sheet.write_string(r as u32, 1, product).unwrap();
+    }
+    let r = upload(&app, "rows.xlsx", &book.save_to_buffer().unwrap()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let t = app
+        .call(Call::new("POST", &batchtasks()).json(json!({
+            "task_name": "reg", "task_type": "createDevices", "document_source": r.body["file_id"]
+        })))
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+    assert_eq!(t.body["task_progress"]["total"], 3, "{}", t.body);
+}
+
 #[tokio::test]
 async fn an_uploaded_file_becomes_a_create_devices_task() {
     let app = TestApp::new().await;
