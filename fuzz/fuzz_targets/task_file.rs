@@ -2,13 +2,17 @@
 //! limits and never panics (the process runs under libFuzzer's `-rss_limit_mb` and
 //! `-malloc_limit_mb`, set by scripts/fuzz, so a blow-up past the limits is a crash).
 //!
-//! Each input is read under tight limits first, where a refusal is easy to reach, and, if
-//! refused there, under the upload limits: limits only ever refuse, never change what is
-//! read.
+//! Each input is read under tight limits first, where a refusal is easy to reach, and
+//! then under the upload limits: limits only ever refuse, never change what is read. What
+//! the engine makes of an accepted file's rows is one sub-task per row, each with its own
+//! target (the stores refuse a repeated one, and with it the task).
 #![no_main]
+
+use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use taskd_api::fuzzing::{Limits, Sheet, read_task_file};
+use taskd_engine::fuzzing::file_row_targets;
 
 const TIGHT: Limits = Limits {
     rows: 40,
@@ -26,6 +30,18 @@ fuzz_target!(|data: &[u8]| {
     let upload = read_task_file(data, &Limits::TASK_FILE);
     if let Ok(sheet) = &upload {
         within(sheet, &Limits::TASK_FILE);
+        let targets = file_row_targets(&sheet.columns, &sheet.rows);
+        assert_eq!(
+            targets.len(),
+            sheet.rows.len(),
+            "a row without its sub-task"
+        );
+        let distinct: HashSet<&String> = targets.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            targets.len(),
+            "repeated targets: {targets:?}"
+        );
     }
     if let Ok(sheet) = tight {
         assert_eq!(

@@ -639,6 +639,19 @@ impl Engine {
     }
 }
 
+/// For the fuzz targets in `fuzz/` (docs/fuzzing.md), which check what the engine makes
+/// of every task file the reader accepts. Not an API: nothing in taskd calls it.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The targets of the sub-tasks a task file's rows become, in row order.
+    pub fn file_row_targets(columns: &[String], rows: &[Vec<String>]) -> Vec<String> {
+        super::sub_tasks_from_rows(columns, rows)
+            .into_iter()
+            .map(|s| s.target)
+            .collect()
+    }
+}
+
 /// One sub-task per task-file row. The target is the row's `device_id`, else its
 /// `node_id`; a row naming neither, or naming a device an earlier row already named,
 /// still gets a sub-task (target `row-N`, N counting data rows from 1, or `row-N-2`,

@@ -161,6 +161,24 @@ fn seeds() -> Vec<Seed> {
             zip_of(xlsx_parts(sheet_xml(Some("A1:B2"), HEADER_AND_ROW))),
         ),
         seed("task_file", "built.xls", xls((0, 2, 0, 2), &XLS_CELLS)),
+        // Rows naming their devices like generated targets (see taskd-engine's
+        // a_generated_row_target_never_repeats_a_named_one).
+        seed(
+            "task_file",
+            "row-names.xls",
+            xls(
+                (0, 4, 0, 2),
+                &[
+                    (0, 0, "node_id"),
+                    (0, 1, "product_id"),
+                    (1, 0, "row-2"),
+                    (1, 1, "p"),
+                    (2, 0, "row-2"),
+                    (2, 1, "p"),
+                    (3, 1, "p"),
+                ],
+            ),
+        ),
     ];
     // json_bodies: byte 0 picks the body type, in the order of `fuzzing::JsonBody::ALL`.
     let bodies = [
