@@ -19,6 +19,10 @@
 //! outside its handlers ([`refusal`]: routing, the request timeout, extractors) included.
 
 pub mod auth;
+/// Entry points for the fuzz targets in `fuzz/`: the private parsers, exactly as the
+/// handlers call them (see the module).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod iam;
 pub mod iotda;

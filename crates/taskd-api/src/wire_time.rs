@@ -43,6 +43,10 @@ pub fn parse_dms_compact(s: &str) -> Option<Timestamp> {
 
 /// Parses `yyyyMMdd'T'HHmmss'Z'`; `None` when the shape or the date is invalid.
 pub fn parse_compact(s: &str) -> Option<Timestamp> {
+    // `time`'s [year] also takes a sign (`+2015…`, `-0001…`), which this format has not.
+    if s.len() != 16 || !s.as_bytes()[..8].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
     let dt = time::PrimitiveDateTime::parse(s, COMPACT).ok()?;
     Some(Timestamp::from_datetime(dt.assume_utc()))
 }
@@ -88,6 +92,9 @@ mod tests {
             "20151212T121212",
             "20151212T246000Z",
             "",
+            // Found by the legacy_parsers fuzz target: `time`'s [year] takes a sign.
+            "+20151212T121212Z",
+            "-00011212T121212Z",
         ] {
             assert_eq!(parse_compact(bad), None, "{bad}");
         }

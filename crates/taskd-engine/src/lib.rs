@@ -107,3 +107,16 @@ impl Engine {
         }
     }
 }
+
+/// For the fuzz targets in `fuzz/` (docs/fuzzing.md), which check what the engine makes
+/// of every task file the reader accepts. Not an API: nothing in taskd calls it.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The targets of the sub-tasks a task file's rows become, in row order.
+    pub fn file_row_targets(columns: &[String], rows: &[Vec<String>]) -> Vec<String> {
+        crate::tasks::sub_tasks_from_rows(columns, rows)
+            .into_iter()
+            .map(|s| s.target)
+            .collect()
+    }
+}

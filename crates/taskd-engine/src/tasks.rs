@@ -183,25 +183,53 @@ impl Engine {
 
 /// One sub-task per task-file row. The target is the row's `device_id`, else its
 /// `node_id`; a row naming neither, or naming a device an earlier row already named,
-/// still gets a sub-task (target `row-N`, N counting data rows from 1) so that its
-/// failure is reported against the row instead of silently dropping it.
-fn sub_tasks_from_rows(columns: &[String], rows: &[Vec<String>]) -> Vec<NewSubTask> {
+/// still gets a sub-task (target `row-N`, N counting data rows from 1, or `row-N-2`,
+/// `row-N-3`, ... when a row names a device `row-N`) so that its failure is reported
+/// against the row instead of silently dropping it.
+pub(crate) fn sub_tasks_from_rows(columns: &[String], rows: &[Vec<String>]) -> Vec<NewSubTask> {
     let target_cols: Vec<usize> = TARGET_COLUMNS
         .iter()
         .filter_map(|name| columns.iter().position(|c| c == name))
         .collect();
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    rows.iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let named = target_cols
+    let named: Vec<Option<&str>> = rows
+        .iter()
+        .map(|row| {
+            target_cols
                 .iter()
                 .filter_map(|&c| row.get(c))
                 .find(|v| !v.is_empty())
-                .filter(|v| seen.insert(v.as_str()));
-            let target = match named {
-                Some(v) => v.clone(),
-                None => format!("row-{}", i + 1),
+                .map(String::as_str)
+                .filter(|v| seen.insert(*v))
+        })
+        .collect();
+    // A row may itself name a device `row-N`: a generated name never takes one that a
+    // row named or an earlier generated one took (targets are unique within a task).
+    let mut taken: std::collections::HashSet<String> =
+        seen.into_iter().map(str::to_owned).collect();
+    let mut generated = Vec::new();
+    for (i, name) in named.iter().enumerate() {
+        if name.is_none() {
+            let base = format!("row-{}", i + 1);
+            let mut target = base.clone();
+            let mut n = 1;
+            while taken.contains(&target) {
+                n += 1;
+                target = format!("{base}-{n}");
+            }
+            taken.insert(target.clone());
+            generated.push(target);
+        }
+    }
+    let mut generated = generated.into_iter();
+    rows.iter()
+        .zip(named)
+        .map(|(row, name)| {
+            let target = match name {
+                Some(v) => v.to_owned(),
+                None => generated
+                    .next()
+                    .expect("one generated name per unnamed row"),
             };
             let input: serde_json::Map<String, serde_json::Value> = columns
                 .iter()
@@ -241,5 +269,28 @@ mod tests {
             subs[1].input_json.as_deref(),
             Some(r#"{"device_id":"dev-2","node_id":"n2","product_id":"p"}"#)
         );
+    }
+
+    /// Found writing the task-file fuzz target: a row may name a device `row-N` itself, and
+    /// the generated name of a later row then duplicated it, which the stores' unique
+    /// (task, target) refuses: the whole task failed to be created.
+    #[test]
+    fn a_generated_row_target_never_repeats_a_named_one() {
+        let columns = cols(&["node_id", "product_id"]);
+        let rows = vec![
+            cols(&["row-2", "p"]),
+            cols(&["row-2", "p"]),
+            cols(&["", "p"]),
+            cols(&["row-3-2", "p"]),
+            cols(&["row-3", "p"]),
+        ];
+        let subs = sub_tasks_from_rows(&columns, &rows);
+        let targets: Vec<_> = subs.iter().map(|s| s.target.as_str()).collect();
+        let distinct: std::collections::HashSet<_> = targets.iter().collect();
+        assert_eq!(distinct.len(), targets.len(), "{targets:?}");
+        // Named rows keep their names; only generated ones move aside.
+        assert_eq!(targets[0], "row-2");
+        assert_eq!(targets[3], "row-3-2");
+        assert_eq!(targets[4], "row-3");
     }
 }

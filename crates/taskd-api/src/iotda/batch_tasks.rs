@@ -29,7 +29,7 @@ use crate::query::Query;
 use crate::wire_time::parse_compact;
 
 #[derive(Deserialize)]
-struct CreateBatchTaskBody {
+pub(crate) struct CreateBatchTaskBody {
     app_id: Option<String>,
     task_name: Option<String>,
     task_type: Option<String>,
@@ -57,7 +57,7 @@ struct BatchTargetsBody {
 
 /// JSON syntax errors are "invalid request format" (000008); JSON of the wrong shape
 /// (a number where a string belongs) is "invalid input" (000006).
-pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IotdaError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IotdaError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => IotdaError::InvalidInput(e.to_string()),
         _ => IotdaError::MalformedBody(e.to_string()),
@@ -70,7 +70,7 @@ pub(super) fn invalid(msg: impl Into<String>) -> IotdaError {
 
 /// Validates a CreateBatchTask body against every IoTDA rule and turns it into the
 /// engine's terms. Nothing is written unless this succeeds.
-fn new_task(
+pub(crate) fn new_task(
     scope: taskd_core::TaskScope,
     body: CreateBatchTaskBody,
     now: Timestamp,
@@ -328,7 +328,7 @@ pub async fn create(
 }
 
 /// `limit`, `marker` and `offset`, shared by list and show.
-pub(super) fn page_request(query: &Query) -> Result<PageRequest, IotdaError> {
+pub(crate) fn page_request(query: &Query) -> Result<PageRequest, IotdaError> {
     let int = |name: &str,
                range: std::ops::RangeInclusive<i64>,
                default: i64|
@@ -364,7 +364,7 @@ pub(super) fn page_request(query: &Query) -> Result<PageRequest, IotdaError> {
     })
 }
 
-pub(super) fn parse_query(raw: Option<&str>) -> Result<Query, IotdaError> {
+pub(crate) fn parse_query(raw: Option<&str>) -> Result<Query, IotdaError> {
     Query::parse(raw).map_err(|e| invalid(e.to_string()))
 }
 
@@ -538,19 +538,13 @@ fn op_supports(op: ControlOp, kind: &str) -> bool {
     }
 }
 
-async fn control(
-    State(state): State<AppState>,
-    IotdaScope(scope): IotdaScope,
-    Path((_, raw_task_id)): Path<(String, String)>,
-    body: Bytes,
-    op: ControlOp,
-) -> Result<Response, IotdaError> {
-    let id = task_id(&raw_task_id)?;
+/// The targets of a stop/retry/confirm body (`None`: the whole task), checked.
+pub(crate) fn control_targets(body: &[u8]) -> Result<Option<Vec<String>>, IotdaError> {
     // The SDK sends no body, `{}` or `{"targets": [...]}`; all three are valid.
     let body: BatchTargetsBody = if body.iter().all(u8::is_ascii_whitespace) {
         BatchTargetsBody::default()
     } else {
-        parse_json(&body)?
+        parse_json(body)?
     };
     let targets = body.targets.filter(|t| !t.is_empty());
     if let Some(targets) = &targets {
@@ -567,6 +561,18 @@ async fn control(
             )));
         }
     }
+    Ok(targets)
+}
+
+async fn control(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_task_id)): Path<(String, String)>,
+    body: Bytes,
+    op: ControlOp,
+) -> Result<Response, IotdaError> {
+    let id = task_id(&raw_task_id)?;
+    let targets = control_targets(&body)?;
     // The task type never changes, so checking it before the guarded write is safe.
     let task = state
         .store

@@ -6,8 +6,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use taskd_core::NewDeviceGroup;
 use taskd_core::device::{MAX_APP_ID_CHARS, MAX_DEVICE_ID_CHARS, check_new_group, is_word_id};
+use taskd_core::{NewDeviceGroup, TaskScope};
 use taskd_store::{GroupFilter, GroupListParams, Page, RegistryRefusal};
 
 use super::batch_tasks::{invalid, page_request, parse_json, parse_query};
@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::wire_time::parse_compact;
 
 #[derive(Deserialize)]
-struct AddDeviceGroupBody {
+pub(crate) struct AddDeviceGroupBody {
     name: Option<String>,
     description: Option<String>,
     super_group_id: Option<String>,
@@ -45,7 +45,17 @@ pub async fn add(
     if body.is_empty() {
         return Err(IotdaError::MalformedBody("A JSON body is required.".into()));
     }
-    let body: AddDeviceGroupBody = parse_json(&body)?;
+    let group = new_group(scope, parse_json(&body)?)?;
+    let group = state.store.group_insert(group, state.clock.now()).await??;
+    Ok((StatusCode::CREATED, Json(DeviceGroupView::from(&group))).into_response())
+}
+
+/// Validates an AddDeviceGroup body against every IoTDA rule; nothing is written unless
+/// this succeeds.
+pub(crate) fn new_group(
+    scope: TaskScope,
+    body: AddDeviceGroupBody,
+) -> Result<NewDeviceGroup, IotdaError> {
     match body.group_type.as_deref() {
         None | Some(STATIC_GROUP) => {}
         Some(DYNAMIC_GROUP) => {
@@ -67,8 +77,7 @@ pub async fn add(
         app_id: body.app_id,
     };
     check_new_group(&group).map_err(invalid)?;
-    let group = state.store.group_insert(group, state.clock.now()).await??;
-    Ok((StatusCode::CREATED, Json(DeviceGroupView::from(&group))).into_response())
+    Ok(group)
 }
 
 pub async fn show(

@@ -31,7 +31,7 @@ struct AuthInfoBody {
 }
 
 #[derive(Deserialize)]
-struct AddDeviceBody {
+pub(crate) struct AddDeviceBody {
     device_id: Option<String>,
     node_id: Option<String>,
     device_name: Option<String>,
@@ -53,7 +53,7 @@ struct UpdateAuthInfoBody {
 }
 
 #[derive(Deserialize)]
-struct UpdateDeviceBody {
+pub(crate) struct UpdateDeviceBody {
     device_name: Option<String>,
     description: Option<String>,
     extension_info: Option<serde_json::Value>,
@@ -99,7 +99,7 @@ fn path_device_id(raw: &str) -> Result<&str, IotdaError> {
 /// Validates an AddDevice body against every IoTDA rule; nothing is written unless this
 /// succeeds. Without a secret, a SECRET device gets a generated one (shown once, in the
 /// response).
-fn new_device(scope: TaskScope, body: AddDeviceBody) -> Result<NewDevice, IotdaError> {
+pub(crate) fn new_device(scope: TaskScope, body: AddDeviceBody) -> Result<NewDevice, IotdaError> {
     let node_id = body
         .node_id
         .ok_or_else(|| invalid("node_id is required."))?;
@@ -240,15 +240,9 @@ pub async fn list(
     .into_response())
 }
 
-pub async fn update(
-    State(state): State<AppState>,
-    IotdaScope(scope): IotdaScope,
-    Path((_, raw_id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, IotdaError> {
-    let device_id = path_device_id(&raw_id)?;
-    required_body(&body)?;
-    let body: UpdateDeviceBody = parse_json(&body)?;
+/// Validates an UpdateDevice body against every IoTDA rule; nothing is written unless
+/// this succeeds.
+pub(crate) fn device_update(body: UpdateDeviceBody) -> Result<DeviceUpdate, IotdaError> {
     let update = DeviceUpdate {
         device_name: body.device_name,
         description: body.description,
@@ -257,6 +251,18 @@ pub async fn update(
         timeout: timeout(body.auth_info.as_ref().and_then(|a| a.timeout))?,
     };
     check_device_update(&update).map_err(invalid)?;
+    Ok(update)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, IotdaError> {
+    let device_id = path_device_id(&raw_id)?;
+    required_body(&body)?;
+    let update = device_update(parse_json(&body)?)?;
     let device = state
         .store
         .device_update(&scope, device_id, update, state.clock.now())

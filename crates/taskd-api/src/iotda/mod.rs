@@ -8,9 +8,9 @@
 //! * `wire`: IoTDA's status words and JSON shapes; `validate`: its patterns and limits;
 //!   `error`: its envelope. Nothing here stores task data of its own.
 
-mod batch_tasks;
-mod device_groups;
-mod devices;
+pub(crate) mod batch_tasks;
+pub(crate) mod device_groups;
+pub(crate) mod devices;
 pub mod error;
 mod files;
 pub mod task_file;

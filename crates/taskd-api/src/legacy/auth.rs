@@ -143,7 +143,7 @@ async fn check_secret(
 }
 
 /// Decodes `application/x-www-form-urlencoded` (`+` is a space).
-fn form_field(body: &[u8], name: &str) -> Option<String> {
+pub(crate) fn form_field(body: &[u8], name: &str) -> Option<String> {
     body.split(|b| *b == b'&').find_map(|pair| {
         let mut kv = pair.splitn(2, |b| *b == b'=');
         let key = decode_form(kv.next()?)?;
@@ -239,10 +239,8 @@ pub async fn require_app_token(
     Ok(next.run(request).await)
 }
 
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<LegacyPrincipal, LegacyError> {
+/// The `app_key` header and the bearer token of `Authorization`, both non-empty.
+pub(crate) fn app_credentials(headers: &HeaderMap) -> Result<(&str, &str), LegacyError> {
     let app_id = headers
         .get("app_key")
         .and_then(|v| v.to_str().ok())
@@ -258,6 +256,14 @@ async fn authenticate(
         })
         .filter(|t| !t.is_empty())
         .ok_or(LegacyError::InvalidToken)?;
+    Ok((app_id, token))
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<LegacyPrincipal, LegacyError> {
+    let (app_id, token) = app_credentials(headers)?;
     let Some(app) = state.store.legacy_app_get(app_id).await? else {
         return Err(LegacyError::InvalidToken);
     };

@@ -39,8 +39,24 @@ pub async fn put_attributes(
     Path((_, device_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<AttributesBody>, NativeError> {
-    let b: AttributesBody =
-        serde_json::from_slice(&body).map_err(|e| NativeError::MalformedBody(e.to_string()))?;
+    let attrs = attributes(
+        serde_json::from_slice(&body).map_err(|e| NativeError::MalformedBody(e.to_string()))?,
+    )?;
+    let scope = TaskScope::new(project_id, "");
+    if !state
+        .store
+        .device_attributes_put(&scope, &device_id, &attrs)
+        .await?
+    {
+        return Err(NativeError::NotFound(format!(
+            "The device {device_id} does not exist."
+        )));
+    }
+    Ok(Json(attrs.into()))
+}
+
+/// The attributes a PUT body sets, checked; nothing is written unless this succeeds.
+pub(crate) fn attributes(b: AttributesBody) -> Result<DeviceAttributes, NativeError> {
     let clean = |name: &str, v: Option<String>| -> Result<Option<String>, NativeError> {
         match v {
             Some(v) if v.chars().count() > MAX_LEN => Err(NativeError::InvalidInput(format!(
@@ -54,22 +70,11 @@ pub async fn put_attributes(
             v => Ok(v),
         }
     };
-    let attrs = DeviceAttributes {
+    Ok(DeviceAttributes {
         device_type: clean("deviceType", b.device_type)?,
         model: clean("model", b.model)?,
         manufacturer_name: clean("manufacturerName", b.manufacturer_name)?,
-    };
-    let scope = TaskScope::new(project_id, "");
-    if !state
-        .store
-        .device_attributes_put(&scope, &device_id, &attrs)
-        .await?
-    {
-        return Err(NativeError::NotFound(format!(
-            "The device {device_id} does not exist."
-        )));
-    }
-    Ok(Json(attrs.into()))
+    })
 }
 
 pub async fn get_attributes(

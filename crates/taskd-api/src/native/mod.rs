@@ -4,10 +4,10 @@
 //! legacy device attributes (`devices`, `docs/legacy-northbound.md`).
 //! `error` is its envelope.
 
-mod devices;
+pub(crate) mod devices;
 pub mod error;
-mod operations;
-mod worker;
+pub(crate) mod operations;
+pub(crate) mod worker;
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;

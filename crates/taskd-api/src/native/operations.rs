@@ -55,7 +55,7 @@ struct Window {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     service: String,
     instance_id: String,
     #[serde(rename = "type")]
@@ -96,7 +96,7 @@ fn is_flavor_type(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-fn validate(project_id: String, b: CreateBody) -> Result<NewOperation, NativeError> {
+pub(crate) fn validate(project_id: String, b: CreateBody) -> Result<NewOperation, NativeError> {
     let service = OpService::parse(&b.service)
         .ok_or_else(|| invalid("service must be iotda-instance, rabbitmq or swr."))?;
     if !service.is_instance_id(&b.instance_id) {

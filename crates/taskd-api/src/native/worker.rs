@@ -24,7 +24,7 @@ use super::{NativeError, NativeProject, Path};
 use crate::AppState;
 use crate::wire_time::format_iso_millis;
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, NativeError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, NativeError> {
     serde_json::from_slice(body).map_err(|e| NativeError::MalformedBody(e.to_string()))
 }
 
@@ -65,23 +65,31 @@ fn claimed_entry(c: &ClaimedSubTask) -> protocol::ClaimedSubTask {
     }
 }
 
+/// A claim body checked (`protocol::ClaimRequest::check`) and made the engine's request:
+/// what the handler runs before the engine, a function of its own for the fuzz targets.
+pub(crate) fn claim_request(
+    b: protocol::ClaimRequest,
+    project_id: String,
+) -> Result<ClaimRequest, NativeError> {
+    b.check()?;
+    Ok(ClaimRequest {
+        worker_id: b.worker_id,
+        project_id: Some(project_id),
+        kinds: b.task_types,
+        max: b.max,
+        lease: Duration::from_secs(b.lease_seconds),
+        wait: Duration::from_secs(b.wait_seconds),
+    })
+}
+
 pub async fn claim(
     State(state): State<AppState>,
     NativeProject(project_id): NativeProject,
     body: Bytes,
 ) -> Result<Json<ClaimResponse>, NativeError> {
-    let b: protocol::ClaimRequest = parse(&body)?;
-    b.check()?;
     let claimed = state
         .engine
-        .claim(ClaimRequest {
-            worker_id: b.worker_id,
-            project_id: Some(project_id),
-            kinds: b.task_types,
-            max: b.max,
-            lease: Duration::from_secs(b.lease_seconds),
-            wait: Duration::from_secs(b.wait_seconds),
-        })
+        .claim(claim_request(parse(&body)?, project_id)?)
         .await?;
     let mut tasks = BTreeMap::new();
     for c in &claimed {
@@ -105,6 +113,12 @@ fn sub_task_id(s: &str) -> Result<Option<Id>, Invalid> {
     Ok(Id::parse_exact(s))
 }
 
+/// A heartbeat body checked, and the lease it asks for.
+pub(crate) fn heartbeat_lease(b: &HeartbeatRequest) -> Result<Duration, NativeError> {
+    b.check()?;
+    Ok(Duration::from_secs(b.lease_seconds))
+}
+
 pub async fn heartbeat(
     State(state): State<AppState>,
     NativeProject(project_id): NativeProject,
@@ -113,11 +127,10 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, NativeError> {
     let id_value = sub_task_id(&id)?;
     let b: HeartbeatRequest = parse(&body)?;
-    b.check()?;
+    let lease = heartbeat_lease(&b)?;
     let Some(id_value) = id_value else {
         return Err(NativeError::LeaseLost(id));
     };
-    let lease = Duration::from_secs(b.lease_seconds);
     match state
         .engine
         .heartbeat(Some(project_id), id_value, b.attempt, lease, b.progress)
@@ -175,23 +188,29 @@ fn no_nul(field: &str, value: Option<&str>) -> Result<(), Invalid> {
     Ok(())
 }
 
-pub async fn results(
-    State(state): State<AppState>,
-    NativeProject(project_id): NativeProject,
-    body: Bytes,
-) -> Result<Json<ResultsResponse>, NativeError> {
-    let b: ResultsBatch = parse(&body)?;
+/// Each entry of a batch, by the id it quotes: the result to record (`None`: an id taskd
+/// never issued, lease-lost), or why it can't be recorded.
+pub(crate) type CheckedResults = Vec<(String, Result<Option<RunResult>, Invalid>)>;
+
+/// A results batch checked: the batch's own limits, then each entry on its own (one taskd
+/// cannot record is refused in its own answer and never costs the others theirs).
+pub(crate) fn checked_results(b: ResultsBatch) -> Result<CheckedResults, NativeError> {
     b.check()?;
-    // Each entry stands alone: one taskd cannot record is refused in its own answer,
-    // and never costs the others theirs.
-    let checked: Vec<(String, Result<Option<RunResult>, Invalid>)> = b
-        .results
+    Ok(b.results
         .into_iter()
         .map(|entry| {
             let id = entry["sub_task_id"].as_str().unwrap_or_default().to_owned();
             (id, run_result(entry))
         })
-        .collect();
+        .collect())
+}
+
+pub async fn results(
+    State(state): State<AppState>,
+    NativeProject(project_id): NativeProject,
+    body: Bytes,
+) -> Result<Json<ResultsResponse>, NativeError> {
+    let checked = checked_results(parse(&body)?)?;
     let valid: Vec<RunResult> = checked
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().cloned().flatten())

@@ -5,7 +5,7 @@ use taskd_engine::executors::registry::Registry;
 
 use crate::support::*;
 
-fn xlsx(header: &[&str], rows: usize) -> Vec<u8> {
+pub(crate) fn xlsx(header: &[&str], rows: usize) -> Vec<u8> {
     let mut book = Workbook::new();
     let sheet = book.add_worksheet();
     for (c, h) in header.iter().enumerate() {
@@ -42,6 +42,29 @@ async fn upload(app: &TestApp, name: &str, bytes: &[u8]) -> Reply {
         ..Call::new("POST", &path)
     })
     .await
+}
+
+/// A row naming its device `row-2` and a row naming none (or a repeat) used to get the
+/// same target, `row-2`: the store's unique (task, target) refused the whole task.
+#[tokio::test]
+async fn a_row_named_like_a_generated_target_still_makes_a_task() {
+    let app = TestApp::new().await;
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    for (r, node) in ["node_id", "row-2", "row-2", ""].iter().enumerate() {
+        sheet.write_string(r as u32, 0, *node).unwrap();
+        let product = if r == 0 { "product_id" } else { "p" };
+        sheet.write_string(r as u32, 1, product).unwrap();
+    }
+    let r = upload(&app, "rows.xlsx", &book.save_to_buffer().unwrap()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let t = app
+        .call(Call::new("POST", &batchtasks()).json(json!({
+            "task_name": "reg", "task_type": "createDevices", "document_source": r.body["file_id"]
+        })))
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+    assert_eq!(t.body["task_progress"]["total"], 3, "{}", t.body);
 }
 
 #[tokio::test]
@@ -347,18 +370,18 @@ async fn a_nul_in_a_cell_is_refused_in_the_envelope() {
 use std::io::{Cursor, Write};
 use std::time::{Duration, Instant};
 
-/// Writes one zip entry's bytes.
-type WriteEntry = Box<dyn Fn(&mut dyn Write)>;
-type Part = (String, WriteEntry);
+/// Writes one part of a zip.
+pub(crate) type WriteEntry = Box<dyn Fn(&mut dyn Write)>;
+pub(crate) type Part = (String, WriteEntry);
 
-fn text_part(name: &str, text: &'static str) -> Part {
+pub(crate) fn text_part(name: &str, text: &'static str) -> Part {
     (
         name.to_string(),
         Box::new(move |w: &mut dyn Write| w.write_all(text.as_bytes()).unwrap()),
     )
 }
 
-fn zip_of(parts: Vec<Part>) -> Vec<u8> {
+pub(crate) fn zip_of(parts: Vec<Part>) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
@@ -372,7 +395,7 @@ fn zip_of(parts: Vec<Part>) -> Vec<u8> {
 const SHEET_HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#;
 
 /// The parts of a one-sheet workbook around `sheet` (the worksheet XML).
-fn xlsx_parts(sheet: WriteEntry) -> Vec<Part> {
+pub(crate) fn xlsx_parts(sheet: WriteEntry) -> Vec<Part> {
     vec![
         text_part(
             "[Content_Types].xml",
@@ -395,7 +418,7 @@ fn xlsx_parts(sheet: WriteEntry) -> Vec<Part> {
 }
 
 /// A sheet whose XML is `body` between `<sheetData>` and its end.
-fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> WriteEntry {
+pub(crate) fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> WriteEntry {
     Box::new(move |w: &mut dyn Write| {
         w.write_all(SHEET_HEAD.as_bytes()).unwrap();
         if let Some(d) = dimension {
@@ -405,7 +428,7 @@ fn sheet_xml(dimension: Option<&'static str>, body: &'static str) -> WriteEntry 
     })
 }
 
-const HEADER_AND_ROW: &str = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>node_id</t></is></c><c r="B1" t="inlineStr"><is><t>product_id</t></is></c></row><row r="2"><c r="A2" t="inlineStr"><is><t>n1</t></is></c><c r="B2" t="inlineStr"><is><t>p</t></is></c></row>"#;
+pub(crate) const HEADER_AND_ROW: &str = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>node_id</t></is></c><c r="B1" t="inlineStr"><is><t>product_id</t></is></c></row><row r="2"><c r="A2" t="inlineStr"><is><t>n1</t></is></c><c r="B2" t="inlineStr"><is><t>p</t></is></c></row>"#;
 
 /// Uploads `bytes`, expects the refusal, and proves the app still takes a good file.
 async fn refused(app: &TestApp, what: &str, bytes: &[u8], code: &str, msg_has: &str) {
@@ -658,7 +681,7 @@ fn label(row: u16, col: u16, text: &str) -> Vec<u8> {
 
 /// A BIFF8 workbook of one sheet: its DIMENSIONS record (first row, last row + 1, first
 /// column, last column + 1) and LABEL cells, in a compound file.
-fn xls(dimensions: (u32, u32, u16, u16), cells: &[(u16, u16, &str)]) -> Vec<u8> {
+pub(crate) fn xls(dimensions: (u32, u32, u16, u16), cells: &[(u16, u16, &str)]) -> Vec<u8> {
     let bof = |dt: u16| {
         let mut d = vec![0x00, 0x06];
         d.extend_from_slice(&dt.to_le_bytes());
@@ -695,7 +718,7 @@ fn xls(dimensions: (u32, u32, u16, u16), cells: &[(u16, u16, &str)]) -> Vec<u8> 
     file.into_inner().into_inner()
 }
 
-const XLS_CELLS: [(u16, u16, &str); 4] = [
+pub(crate) const XLS_CELLS: [(u16, u16, &str); 4] = [
     (0, 0, "node_id"),
     (0, 1, "product_id"),
     (1, 0, "n1"),

@@ -8,6 +8,7 @@ mod batch_tasks;
 mod devices;
 mod envelopes;
 mod files;
+mod fuzz_seeds;
 mod health;
 mod legacy;
 mod limits;
