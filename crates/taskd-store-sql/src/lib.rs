@@ -1,11 +1,15 @@
-//! What the SQL backends share: the row types of the tables every backend has (same
-//! names, same columns) and their mapping back into `taskd_core` types. A value the model
-//! can't hold (an unknown state name, a negative attempt count) is
-//! [`StoreError::Corrupt`].
+//! The store logic of every SQL backend, written once: [`SqlStore`] is the
+//! [`taskd_store::Store`] of any backend that implements [`driver::Driver`] (SQLite and
+//! PostgreSQL today). The use-case modules ([`tasks`], [`control`], [`run`], [`registry`],
+//! [`operations`], [`legacy`], [`files`], [`credentials`]) say what to read, what to
+//! refuse, in which order to lock and write; a driver says how its database is reached
+//! and the few statements its dialect says differently ([`driver::DialectSql`]).
 //!
-//! The `FromRow` derives decode from SQLite and PostgreSQL rows alike. The SQL itself
-//! stays in each backend crate: dialects differ, these shapes don't. [`control_plan`]
-//! holds the decision half of per-target control ops.
+//! This file holds the row types of the tables every backend has and their mapping back
+//! into `taskd_core` types (the `FromRow` derives decode from SQLite and PostgreSQL rows
+//! alike). A value the model can't hold (an unknown state name, a negative attempt count)
+//! is [`StoreError::Corrupt`]. [`control_plan`] and [`run_plan`] are the decisions made
+//! before any write.
 
 pub use store::SqlStore;
 
