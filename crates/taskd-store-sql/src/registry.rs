@@ -26,8 +26,8 @@ use taskd_core::{
     Timestamp,
 };
 use taskd_store::{
-    DeviceEffect, DeviceEffectRefused, DeviceListParams, GroupListParams, Page, RegistryRefusal,
-    StoreResult,
+    DeviceEffect, DeviceEffectRefused, DeviceListParams, GroupListParams, Page, PageRequest,
+    RegistryRefusal, StoreResult,
 };
 
 use crate::devices::{DeviceRow, GroupRow, space_key};
@@ -593,22 +593,12 @@ pub async fn list<D: Driver>(driver: &D, params: &DeviceListParams) -> StoreResu
             .flatten()
             .map(|t| Arg::Int(t.0)),
     );
-    let page_stmt = filters
-        .iter()
-        .fold(
-            Stmt::assembled(device_list_sql(shape))
-                .bind(&scope.project_id)
-                .bind(&scope.instance_id)
-                .bind(page.marker.0),
-            |stmt, arg| stmt.bind(*arg),
-        )
-        .bind(i64::from(page.limit))
-        .bind(i64::from(page.offset));
-    let count_stmt = filters.iter().fold(
-        Stmt::assembled(device_count_sql(shape))
-            .bind(&scope.project_id)
-            .bind(&scope.instance_id),
-        |stmt, arg| stmt.bind(*arg),
+    let (page_stmt, count_stmt) = page_and_count(
+        device_list_sql(shape),
+        device_count_sql(shape),
+        scope,
+        page,
+        &filters,
     );
     let rows: Vec<DeviceRow> = tx.fetch_all(page_stmt).await?;
     let count = tx.fetch_int(count_stmt).await?;
@@ -618,6 +608,33 @@ pub async fn list<D: Driver>(driver: &D, params: &DeviceListParams) -> StoreResu
         .map(DeviceRow::into_device)
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(Page { items, count })
+}
+
+/// A registry listing's page and count statements: the scope, (the page's marker,) the
+/// filters in the order their conditions were numbered, (then the page's limit and
+/// offset), as `device_list_sql`/`group_list_sql` and their counts number them.
+fn page_and_count<'a>(
+    list_sql: String,
+    count_sql: String,
+    scope: &'a TaskScope,
+    page: &PageRequest,
+    filters: &[Arg<'a>],
+) -> (Stmt<'a>, Stmt<'a>) {
+    let with_filters = |stmt: Stmt<'a>| filters.iter().fold(stmt, |stmt, arg| stmt.bind(*arg));
+    let page_stmt = with_filters(
+        Stmt::assembled(list_sql)
+            .bind(&scope.project_id)
+            .bind(&scope.instance_id)
+            .bind(page.marker.0),
+    )
+    .bind(i64::from(page.limit))
+    .bind(i64::from(page.offset));
+    let count_stmt = with_filters(
+        Stmt::assembled(count_sql)
+            .bind(&scope.project_id)
+            .bind(&scope.instance_id),
+    );
+    (page_stmt, count_stmt)
 }
 
 // ---- groups ----------------------------------------------------------------------------------
@@ -828,22 +845,12 @@ pub async fn group_list<D: Driver>(
         .map(|v| Arg::Text(v))
         .collect();
     filters.extend(f.modified_after.map(|t| Arg::Int(t.0)));
-    let page_stmt = filters
-        .iter()
-        .fold(
-            Stmt::assembled(group_list_sql(shape))
-                .bind(&scope.project_id)
-                .bind(&scope.instance_id)
-                .bind(page.marker.0),
-            |stmt, arg| stmt.bind(*arg),
-        )
-        .bind(i64::from(page.limit))
-        .bind(i64::from(page.offset));
-    let count_stmt = filters.iter().fold(
-        Stmt::assembled(group_count_sql(shape))
-            .bind(&scope.project_id)
-            .bind(&scope.instance_id),
-        |stmt, arg| stmt.bind(*arg),
+    let (page_stmt, count_stmt) = page_and_count(
+        group_list_sql(shape),
+        group_count_sql(shape),
+        scope,
+        page,
+        &filters,
     );
     let mut tx = driver.begin_read().await?;
     let rows: Vec<GroupRow> = tx.fetch_all(page_stmt).await?;

@@ -146,15 +146,7 @@ const TASK_GET_SQL: &str = concat!(
 
 /// Loads a task in `scope` on the given connection (inside a transaction or not).
 pub async fn load<C: Conn>(conn: &mut C, scope: &TaskScope, id: Id) -> StoreResult<Option<Task>> {
-    conn.fetch_optional::<TaskRow>(
-        Stmt::new(TASK_GET_SQL)
-            .bind(id.0)
-            .bind(&scope.project_id)
-            .bind(&scope.instance_id),
-    )
-    .await?
-    .map(TaskRow::into_task)
-    .transpose()
+    fetch_task(conn, Stmt::new(TASK_GET_SQL), scope, id).await
 }
 
 /// Loads a task in `scope` and locks its row until the transaction ends (PostgreSQL;
@@ -165,9 +157,19 @@ pub async fn load_locked<D: Driver>(
     scope: &TaskScope,
     id: Id,
 ) -> StoreResult<Option<Task>> {
-    tx.fetch_optional::<TaskRow>(
-        Stmt::assembled(format!("{TASK_GET_SQL}{}", D::FOR_UPDATE))
-            .bind(id.0)
+    let sql = Stmt::assembled(format!("{TASK_GET_SQL}{}", D::FOR_UPDATE));
+    fetch_task(tx, sql, scope, id).await
+}
+
+/// Runs [`TASK_GET_SQL`] (with or without its lock) for `id` in `scope`.
+async fn fetch_task(
+    conn: &mut impl Conn,
+    sql: Stmt<'static>,
+    scope: &TaskScope,
+    id: Id,
+) -> StoreResult<Option<Task>> {
+    conn.fetch_optional::<TaskRow>(
+        sql.bind(id.0)
             .bind(&scope.project_id)
             .bind(&scope.instance_id),
     )
