@@ -81,6 +81,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ApiConfig>,
+    /// The devices' connections (`taskd-mqtt`), or none: every device offline.
+    pub devices: Arc<dyn taskd_engine::device_channel::DeviceChannel>,
     readiness: Arc<health::Readiness>,
 }
 
@@ -106,8 +108,18 @@ impl AppState {
             store,
             clock,
             config: Arc::new(config),
+            devices: Arc::new(taskd_engine::device_channel::NoDeviceChannel),
             readiness: Arc::default(),
         }
+    }
+
+    /// With the device channel of a server that holds device connections.
+    pub fn with_device_channel(
+        mut self,
+        devices: Arc<dyn taskd_engine::device_channel::DeviceChannel>,
+    ) -> Self {
+        self.devices = devices;
+        self
     }
 }
 

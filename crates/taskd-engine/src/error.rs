@@ -36,17 +36,39 @@ pub enum SubTaskErrorKind {
     /// No built-in executor runs the sub-task's task type (a claim returned a type it
     /// was not asked for): failed rather than claimed again forever.
     NoExecutor,
+    /// The target is not a registered device of the task's scope.
+    DeviceNotFound,
+    /// The device has no connection, and the task type does not wait for one.
+    DeviceOffline,
+    /// The device did not answer within the request's timeout.
+    DeviceTimeout,
+    /// The device answered with a non-zero `result_code`.
+    DeviceRejected,
+    /// The device has not subscribed the message's custom topic.
+    NotSubscribed,
 }
 
 impl SubTaskErrorKind {
-    pub const ALL: [SubTaskErrorKind; 2] =
-        [SubTaskErrorKind::InvalidInput, SubTaskErrorKind::NoExecutor];
+    pub const ALL: [SubTaskErrorKind; 7] = [
+        SubTaskErrorKind::InvalidInput,
+        SubTaskErrorKind::NoExecutor,
+        SubTaskErrorKind::DeviceNotFound,
+        SubTaskErrorKind::DeviceOffline,
+        SubTaskErrorKind::DeviceTimeout,
+        SubTaskErrorKind::DeviceRejected,
+        SubTaskErrorKind::NotSubscribed,
+    ];
 
     /// The stored error code. Stable: sub-tasks keep it for as long as they are retained.
     pub const fn code(self) -> &'static str {
         match self {
             SubTaskErrorKind::InvalidInput => "INVALID_INPUT",
             SubTaskErrorKind::NoExecutor => "NO_EXECUTOR",
+            SubTaskErrorKind::DeviceNotFound => "DEVICE_NOT_FOUND",
+            SubTaskErrorKind::DeviceOffline => "DEVICE_OFFLINE",
+            SubTaskErrorKind::DeviceTimeout => "DEVICE_TIMEOUT",
+            SubTaskErrorKind::DeviceRejected => "DEVICE_REJECTED",
+            SubTaskErrorKind::NotSubscribed => "NOT_SUBSCRIBED",
         }
     }
 

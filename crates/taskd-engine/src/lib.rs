@@ -27,6 +27,7 @@
 
 mod config;
 mod control;
+pub mod device_channel;
 mod error;
 pub mod executors;
 mod maintenance;

@@ -8,7 +8,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Engine;
-use crate::executors::{Executor, registry};
+use crate::executors::{Devices, Executor, registry};
+
+/// Concurrent batches of the device executor per node.
+const DEVICE_EXECUTOR_LOOPS: usize = 4;
 
 /// The running loops; [`Runner::shutdown`] stops them and waits.
 pub struct Runner {
@@ -17,7 +20,9 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn start(engine: Engine) -> Runner {
+    /// `devices`: the device executor, on a server with a device listener (without one,
+    /// the device task types are left to external workers).
+    pub fn start(engine: Engine, devices: Option<Devices>) -> Runner {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(maintenance_loop(engine.clone(), cancel.clone()));
@@ -27,6 +32,17 @@ impl Runner {
             registry::Registry,
             cancel.clone(),
         ));
+        if let Some(devices) = devices {
+            // Several loops: a batch's report waits for its slowest device (up to the
+            // 20 s reply timeout), and the other loops go on claiming meanwhile.
+            for _ in 0..DEVICE_EXECUTOR_LOOPS {
+                tasks.spawn(executor_loop(
+                    engine.clone(),
+                    devices.clone(),
+                    cancel.clone(),
+                ));
+            }
+        }
         tasks.close();
         Runner { cancel, tasks }
     }

@@ -20,6 +20,11 @@ use taskd_store::{
     StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams, TaskDeleteOutcome,
     TaskFileContent, TaskInsertParams, TaskListParams,
 };
+use taskd_store::{
+    DesiredUpdate, DeviceLogin, DeviceMessage, DeviceSession, DeviceVersions, MessageRefusal,
+    MessageStatus, NewDeviceMessage, ReportedProperties, SessionRefusal, ShadowRefusal,
+    ShadowService,
+};
 use tokio::sync::Notify;
 
 use crate::driver::{Conn, Driver, Stmt};
@@ -462,6 +467,117 @@ impl<D: Driver> Store for SqlStore<D> {
             };
         }
         registry::group_members(&self.driver, scope, group_ids).await
+    }
+
+    // STUBS (issue 12 seam): replaced by the store work in `channel.rs`.
+    async fn device_logins(&self, _device_id: &str) -> StoreResult<Vec<DeviceLogin>> {
+        todo!()
+    }
+    async fn device_session_open(
+        &self,
+        _session: &DeviceSession,
+    ) -> StoreResult<Result<Option<DeviceSession>, SessionRefusal>> {
+        todo!()
+    }
+    async fn device_session_close(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _session_id: &str,
+        _now: Timestamp,
+    ) -> StoreResult<bool> {
+        todo!()
+    }
+    async fn device_session_get(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+    ) -> StoreResult<Option<DeviceSession>> {
+        todo!()
+    }
+    async fn device_sessions_close_node(
+        &self,
+        _node_id: &str,
+        _now: Timestamp,
+    ) -> StoreResult<u64> {
+        todo!()
+    }
+    async fn device_versions_put(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _versions: &DeviceVersions,
+        _now: Timestamp,
+    ) -> StoreResult<bool> {
+        todo!()
+    }
+    async fn shadow_get(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+    ) -> StoreResult<Option<Vec<ShadowService>>> {
+        todo!()
+    }
+    async fn shadow_update_desired(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _updates: Vec<DesiredUpdate>,
+        _now: Timestamp,
+    ) -> StoreResult<Result<Vec<ShadowService>, ShadowRefusal>> {
+        todo!()
+    }
+    async fn shadow_report(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _reported: Vec<ReportedProperties>,
+        _now: Timestamp,
+    ) -> StoreResult<Result<Vec<ShadowService>, ShadowRefusal>> {
+        todo!()
+    }
+    async fn message_insert(
+        &self,
+        _message: NewDeviceMessage,
+        _now: Timestamp,
+    ) -> StoreResult<Result<DeviceMessage, MessageRefusal>> {
+        todo!()
+    }
+    async fn message_get(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _message_id: &str,
+    ) -> StoreResult<Option<DeviceMessage>> {
+        todo!()
+    }
+    async fn message_list(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _limit: u32,
+    ) -> StoreResult<Vec<DeviceMessage>> {
+        todo!()
+    }
+    async fn message_finish(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _message_id: &str,
+        _status: MessageStatus,
+        _error: Option<(String, String)>,
+        _now: Timestamp,
+    ) -> StoreResult<bool> {
+        todo!()
+    }
+    async fn messages_pending(
+        &self,
+        _scope: &TaskScope,
+        _device_id: &str,
+        _now: Timestamp,
+        _limit: u32,
+    ) -> StoreResult<Vec<DeviceMessage>> {
+        todo!()
     }
 
     async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {

@@ -27,6 +27,7 @@ use taskd_core::{
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+mod channel;
 mod legacy;
 mod registry;
 pub mod text;
@@ -34,6 +35,13 @@ pub mod text;
 pub use legacy::{
     DeviceAttributes, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams, LegacyTokens,
     TIMEOUT_ERROR_CODE,
+};
+
+pub use channel::{
+    DesiredUpdate, DeviceLogin, DeviceMessage, DeviceSession, DeviceVersions,
+    MAX_MESSAGES_PER_DEVICE, MAX_PENDING_MESSAGES_PER_DEVICE, MAX_SHADOW_SECTION_BYTES,
+    MAX_SHADOW_SERVICES, MAX_VERSION_CHARS, MessageRefusal, MessageStatus, NewDeviceMessage,
+    ReportedProperties, SessionRefusal, ShadowRefusal, ShadowService,
 };
 
 pub use registry::{
@@ -599,6 +607,125 @@ pub trait Store: Send + Sync + 'static {
         scope: &TaskScope,
         group_ids: &[String],
     ) -> StoreResult<Result<Vec<String>, String>>;
+
+    // ---- the device channel (MQTT) -------------------------------------------------------
+    //
+    // Who may connect, which node holds each connection, and what devices report; shadows
+    // and the messages waiting for their device. See `channel`.
+
+    /// Every registered device with this id, in any scope: the MQTT listener serves all
+    /// projects, and a CONNECT names only the device.
+    async fn device_logins(&self, device_id: &str) -> StoreResult<Vec<DeviceLogin>>;
+
+    /// Records a device's new connection, held by `session.node_id`: ONLINE (the status
+    /// a frozen device returns to stays untouched: frozen devices are refused), its
+    /// `active_time` at the first connection, `connection_status_update_time`, and the
+    /// session, replacing an older session of the device, which is returned (its node
+    /// closes that connection).
+    async fn device_session_open(
+        &self,
+        session: &DeviceSession,
+    ) -> StoreResult<Result<Option<DeviceSession>, SessionRefusal>>;
+
+    /// Ends a session: OFFLINE, unless the device has a newer session (then nothing
+    /// changes and this returns false).
+    async fn device_session_close(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        session_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// The device's current session, if it is connected.
+    async fn device_session_get(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+    ) -> StoreResult<Option<DeviceSession>>;
+
+    /// Ends every session `node_id` held (a node starting again; a dead node's sessions):
+    /// its devices OFFLINE. Returns how many.
+    async fn device_sessions_close_node(&self, node_id: &str, now: Timestamp) -> StoreResult<u64>;
+
+    /// Stores the versions a device reported; false if the device does not exist.
+    async fn device_versions_put(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        versions: &DeviceVersions,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// The device's shadow, one entry per service, by service id; `None` if the device
+    /// does not exist.
+    async fn shadow_get(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+    ) -> StoreResult<Option<Vec<ShadowService>>>;
+
+    /// Applies desired-section updates (all or none) and returns the whole shadow after.
+    async fn shadow_update_desired(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        updates: Vec<DesiredUpdate>,
+        now: Timestamp,
+    ) -> StoreResult<Result<Vec<ShadowService>, ShadowRefusal>>;
+
+    /// Merges a property report into the reported sections and returns the whole shadow
+    /// after.
+    async fn shadow_report(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        reported: Vec<ReportedProperties>,
+        now: Timestamp,
+    ) -> StoreResult<Result<Vec<ShadowService>, ShadowRefusal>>;
+
+    /// Stores a message `Pending`.
+    async fn message_insert(
+        &self,
+        message: NewDeviceMessage,
+        now: Timestamp,
+    ) -> StoreResult<Result<DeviceMessage, MessageRefusal>>;
+
+    async fn message_get(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        message_id: &str,
+    ) -> StoreResult<Option<DeviceMessage>>;
+
+    /// A device's messages, newest first, at most `limit`.
+    async fn message_list(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeviceMessage>>;
+
+    /// Ends a `Pending` message (`Delivered`, `Failed` with its error, `Timeout`); false if
+    /// it was not pending.
+    async fn message_finish(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        message_id: &str,
+        status: MessageStatus,
+        error: Option<(String, String)>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// A device's unexpired `Pending` messages, oldest first, at most `limit`.
+    async fn messages_pending(
+        &self,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<DeviceMessage>>;
 
     // ---- the legacy northbound API ---------------------------------------------------------
 

@@ -9,6 +9,7 @@ mod backend;
 mod bench;
 mod bench_run;
 mod credentials;
+mod device_listener;
 mod http_server;
 mod logging;
 mod ops;

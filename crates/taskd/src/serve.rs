@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use taskd_api::{ApiConfig, AppState};
 use taskd_core::{Clock, SystemClock};
+use taskd_engine::device_channel::{DeviceChannel, NoDeviceChannel};
+use taskd_engine::executors::Devices;
 use taskd_engine::runner::Runner;
 use taskd_engine::{Engine, EngineConfig};
 use taskd_store::{RunLimits, Store};
@@ -14,6 +16,7 @@ use taskd_store::{RunLimits, Store};
 use crate::DataArgs;
 use crate::backend::Backend;
 use crate::credentials;
+use crate::device_listener::{DeviceListenerArgs, DeviceListeners};
 use crate::http_server;
 use crate::logging::{self, LogFormat};
 
@@ -24,6 +27,8 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    devices: DeviceListenerArgs,
     #[arg(long, env = "TASKD_LOG_FORMAT", value_enum, default_value_t)]
     log_format: LogFormat,
     /// Most sub-tasks running (leased to executors) at once, all projects together.
@@ -103,6 +108,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let device_listeners = DeviceListeners::bind(&args.devices).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::with_config(
         store.clone(),
@@ -118,16 +124,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     tracing::info!(node = %engine.config().node_id, "engine started");
-    let runner = Runner::start(engine.clone());
-    let app = taskd_api::router(AppState::with_engine(
-        engine,
-        store.clone(),
-        clock,
-        ApiConfig {
-            legacy_rate_limit: args.legacy_rate_limit,
-            ..ApiConfig::default()
-        },
-    ));
+    // The device channel: this node's connected devices. A node starting again first
+    // ends the sessions its previous run left behind (those devices are OFFLINE until
+    // they reconnect).
+    let devices_stop = tokio_util::sync::CancellationToken::new();
+    let (channel, device_tasks): (Arc<dyn DeviceChannel>, _) = if device_listeners.any() {
+        let node_id = engine.config().node_id.clone();
+        let left = store
+            .device_sessions_close_node(&node_id, clock.now())
+            .await
+            .context("ending this node's earlier device sessions")?;
+        if left > 0 {
+            tracing::info!(
+                sessions = left,
+                "ended device sessions of this node's previous run"
+            );
+        }
+        let hub = taskd_mqtt::Hub::new(store.clone(), clock.clone(), node_id);
+        let server = taskd_mqtt::MqttServer::new(
+            Arc::clone(&hub),
+            args.devices.mqtt_max_connections as usize,
+            args.devices.mqtt_enforce_secure_access,
+        );
+        let tasks = device_listeners.spawn(server, devices_stop.clone());
+        (hub, tasks)
+    } else {
+        (Arc::new(NoDeviceChannel), Vec::new())
+    };
+    let device_executor = (!device_tasks.is_empty())
+        .then(|| Devices::new(store.clone(), clock.clone(), Arc::clone(&channel)));
+    let runner = Runner::start(engine.clone(), device_executor);
+    let app = taskd_api::router(
+        AppState::with_engine(
+            engine,
+            store.clone(),
+            clock,
+            ApiConfig {
+                legacy_rate_limit: args.legacy_rate_limit,
+                ..ApiConfig::default()
+            },
+        )
+        .with_device_channel(channel),
+    );
     tracing::info!(listen = %args.listen, data_dir = %args.data.data_dir.display(), "taskd ready");
     println!("taskd listening on http://{}", args.listen);
 
@@ -135,6 +173,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Every in-flight request has finished; stop the background loops, then close the
     // pools (SQLite checkpoints its WAL).
     runner.shutdown().await;
+    // Devices see their connections close and reconnect elsewhere (or to this node when
+    // it is back); their sessions end OFFLINE before the store closes.
+    devices_stop.cancel();
+    for task in device_tasks {
+        let _ = task.await;
+    }
     store.close().await;
     tracing::info!("taskd stopped");
     Ok(())

@@ -130,6 +130,13 @@ pub fn sub_task_error_code(stored: &str) -> &str {
     match SubTaskErrorKind::from_code(stored) {
         Some(SubTaskErrorKind::InvalidInput) => "IOTDA.000006",
         Some(SubTaskErrorKind::NoExecutor) => "IOTDA.000001",
+        Some(SubTaskErrorKind::DeviceNotFound) => "IOTDA.014000",
+        Some(SubTaskErrorKind::DeviceOffline) => "IOTDA.014016",
+        Some(SubTaskErrorKind::DeviceTimeout) => "IOTDA.014111",
+        // Huawei has no code for a device's non-zero result_code (spec §6 Q13); taskd's
+        // own, in IoTDA's range, listed in docs/device-channel.md.
+        Some(SubTaskErrorKind::DeviceRejected) => "IOTDA.014901",
+        Some(SubTaskErrorKind::NotSubscribed) => "IOTDA.014112",
         None => stored,
     }
 }

@@ -10,12 +10,14 @@
 //! [`Runner`](crate::runner::Runner) runs one loop per executor on every node and stops
 //! them at shutdown; tests call [`Engine::run_batch`] directly.
 
+pub mod device;
 pub mod registry;
 
 use std::time::Duration;
 
 use taskd_store::{ClaimedSubTask, DeviceEffect, RunOutcome, RunResult};
 
+pub use device::{DeviceTaskType, Devices};
 pub use registry::{Registry, RegistryTaskType};
 
 use crate::{ClaimRequest, Engine, EngineResult, SubTaskErrorKind};
@@ -60,6 +62,9 @@ pub trait Executor: Send + Sync + 'static {
     /// node. (Too short is safe too: the late result of an expired lease is refused, and
     /// with it its effect, which shares its transaction.)
     const LEASE: Duration;
+    /// Runs a batch's sub-tasks at once rather than one after the other (they wait on
+    /// devices, not on the database).
+    const CONCURRENT: bool = false;
 
     /// Runs one claimed sub-task of `task_type`.
     fn execute(
@@ -72,7 +77,11 @@ pub trait Executor: Send + Sync + 'static {
 /// Every task type a built-in executor runs.
 pub fn built_in_task_types() -> Vec<&'static str> {
     // One entry per executor of `executors/`.
-    [names::<registry::RegistryTaskType>()].concat()
+    [
+        names::<registry::RegistryTaskType>(),
+        names::<device::DeviceTaskType>(),
+    ]
+    .concat()
 }
 
 fn names<T: TaskTypes>() -> Vec<&'static str> {
@@ -105,16 +114,17 @@ impl Engine {
         if claimed.is_empty() {
             return Ok(0);
         }
+        let executed: Vec<Executed> = if E::CONCURRENT {
+            futures_util::future::join_all(claimed.iter().map(|s| run_one(executor, s))).await
+        } else {
+            let mut executed = Vec::with_capacity(claimed.len());
+            for sub_task in &claimed {
+                executed.push(run_one(executor, sub_task).await);
+            }
+            executed
+        };
         let mut results = Vec::with_capacity(claimed.len());
-        for sub_task in &claimed {
-            let executed = match E::TaskType::from_name(&sub_task.task.kind) {
-                Some(task_type) => executor.execute(task_type, sub_task).await,
-                // Claimed by kind, so this can't happen; fail loudly rather than loop.
-                None => Executed::Failed {
-                    kind: SubTaskErrorKind::NoExecutor,
-                    message: format!("task type {} has no executor", sub_task.task.kind),
-                },
-            };
+        for (sub_task, executed) in claimed.iter().zip(executed) {
             let (outcome, effect) = match executed {
                 Executed::Succeeded { output, effect } => {
                     (RunOutcome::Succeeded { output }, effect.map(|e| *e))
@@ -136,6 +146,18 @@ impl Engine {
         }
         self.report(None, results).await?;
         Ok(claimed.len())
+    }
+}
+
+/// Runs one claimed sub-task with its executor.
+async fn run_one<E: Executor>(executor: &E, sub_task: &ClaimedSubTask) -> Executed {
+    match E::TaskType::from_name(&sub_task.task.kind) {
+        Some(task_type) => executor.execute(task_type, sub_task).await,
+        // Claimed by kind, so this can't happen; fail loudly rather than loop.
+        None => Executed::Failed {
+            kind: SubTaskErrorKind::NoExecutor,
+            message: format!("task type {} has no executor", sub_task.task.kind),
+        },
     }
 }
 
@@ -211,7 +233,7 @@ mod tests {
     async fn the_runner_runs_the_executors_and_stops_them() {
         let engine = engine().await;
         let scope = TaskScope::new("p1", "");
-        let runner = Runner::start(engine.clone());
+        let runner = Runner::start(engine.clone(), None);
         let task = create_devices_without_rows(&engine, &scope).await;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
