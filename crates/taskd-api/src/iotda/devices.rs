@@ -60,7 +60,7 @@ pub(crate) struct UpdateDeviceBody {
     auth_info: Option<UpdateAuthInfoBody>,
 }
 
-fn required_body(body: &Bytes) -> Result<(), IotdaError> {
+pub(crate) fn required_body(body: &Bytes) -> Result<(), IotdaError> {
     if body.is_empty() {
         return Err(IotdaError::MalformedBody("A JSON body is required.".into()));
     }
@@ -87,7 +87,7 @@ fn timeout(t: Option<i64>) -> Result<Option<u32>, IotdaError> {
 }
 
 /// A device id from the path: malformed is a 400; well-formed and unknown a 404 (later).
-fn path_device_id(raw: &str) -> Result<&str, IotdaError> {
+pub(crate) fn path_device_id(raw: &str) -> Result<&str, IotdaError> {
     if !is_word_id(raw, MAX_DEVICE_ID_CHARS) {
         return Err(invalid(format!(
             "device_id must be 1-{MAX_DEVICE_ID_CHARS} letters, digits, '_' or '-'."
@@ -280,6 +280,8 @@ pub async fn delete(
         .store
         .device_delete(&scope, device_id, state.clock.now())
         .await??;
+    // A deleted device's connection ends (spec §1.6).
+    state.devices.disconnect(&scope, device_id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -293,6 +295,8 @@ pub async fn freeze(
         .store
         .device_freeze(&scope, device_id, state.clock.now())
         .await??;
+    // A frozen device can no longer be connected (spec §1.7).
+    state.devices.disconnect(&scope, device_id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -76,9 +76,42 @@ pub enum IotdaError {
     /// `APIG.0201`; the rest are IoTDA's codes for a bad request.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// 409 IOTDA.014016: the device has no connection (a synchronous command or
+    /// property request needs one).
+    #[error("Operation not allowed. The device is not online.")]
+    DeviceOffline,
+    /// 408 IOTDA.014111: the device did not answer within 20 s. (Huawei publishes the
+    /// code; the status is taskd's choice, docs/device-channel.md.)
+    #[error("Command request timed out. {0}")]
+    DeviceTimeout(String),
+    /// 400 IOTDA.014015: the device already has a message with this id (taskd's code for
+    /// Huawei's documented refusal, docs/device-channel.md).
+    #[error("The message id {0} already exists for this device.")]
+    MessageExists(String),
+    /// 403 IOTDA.014017: the device already has the most pending messages taskd keeps.
+    #[error("The device has reached the limit of {0} pending messages.")]
+    TooManyPendingMessages(i64),
     /// 500: the cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<taskd_engine::device_channel::ChannelError> for IotdaError {
+    fn from(e: taskd_engine::device_channel::ChannelError) -> Self {
+        use taskd_engine::device_channel::ChannelError as C;
+        match e {
+            C::Offline | C::ConnectionLost(_) => IotdaError::DeviceOffline,
+            C::Timeout(t) => IotdaError::DeviceTimeout(format!(
+                "The device did not respond within {} seconds.",
+                t.as_secs()
+            )),
+            C::NotSubscribed(topic) => {
+                IotdaError::InvalidInput(format!("The device has not subscribed to {topic}."))
+            }
+            C::InvalidRequest(msg) => IotdaError::InvalidInput(msg),
+            C::Store(msg) => IotdaError::Internal(msg),
+        }
+    }
 }
 
 impl IotdaError {
@@ -117,6 +150,10 @@ impl IotdaError {
             FileTooManyRows(..) => (StatusCode::BAD_REQUEST, "IOTDA.014604"),
             FileName(_) => (StatusCode::BAD_REQUEST, "IOTDA.014605"),
             FileEmpty => (StatusCode::BAD_REQUEST, "IOTDA.014606"),
+            DeviceOffline => (StatusCode::CONFLICT, "IOTDA.014016"),
+            DeviceTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "IOTDA.014111"),
+            MessageExists(_) => (StatusCode::BAD_REQUEST, "IOTDA.014015"),
+            TooManyPendingMessages(_) => (StatusCode::FORBIDDEN, "IOTDA.014017"),
         }
     }
 }

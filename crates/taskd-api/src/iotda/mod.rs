@@ -4,11 +4,14 @@
 //! * `batch_tasks`: create, list, show, delete, retry, stop, confirm.
 //! * `files`: upload, list and delete batch-task files (xlsx/xls).
 //! * `devices`: add, show, list, update, delete, freeze, unfreeze.
+//! * `device_requests`: commands, property set/get and messages for connected devices,
+//!   through the device channel (`AppState::devices`).
 //! * `device_groups`: add, show, list, delete static groups; add and remove members.
 //! * `wire`: IoTDA's status words and JSON shapes; `validate`: its patterns and limits;
 //!   `error`: its envelope. Nothing here stores task data of its own.
 
 pub(crate) mod batch_tasks;
+pub mod device_requests;
 pub(crate) mod device_groups;
 pub(crate) mod devices;
 pub mod error;
@@ -76,6 +79,18 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/v5/iot/{project_id}/devices/{device_id}/unfreeze",
             post(devices::unfreeze),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/commands",
+            post(device_requests::create_command),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/properties",
+            get(device_requests::list_properties).put(device_requests::update_properties),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/messages",
+            post(device_requests::create_message),
         )
         .route(
             "/v5/iot/{project_id}/device-group",
