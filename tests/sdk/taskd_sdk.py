@@ -123,9 +123,9 @@ def utc_in(**delta) -> str:
 # the server process
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -167,8 +167,10 @@ class TaskdServer:
     PostgreSQL database when TASKD_SDK_POSTGRES_URL is set)."""
 
     def __init__(self, data_dir: Path, name: str = "taskd", bootstrap: Creds | None = None,
-                 database_url: str | None = None):
-        """`database_url`: join another server's PostgreSQL database (a cluster node) instead of a fresh one."""
+                 database_url: str | None = None, mqtt_host: str | None = None):
+        """`database_url`: join another server's PostgreSQL database (a cluster node) instead of a fresh one.
+        `mqtt_host`: a loopback address for a device listener on a free port (127.0.0.1:1883 is Mosquitto's on
+        the test machines); without it the server runs without one (`--mqtt-listen off`)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url
@@ -182,6 +184,8 @@ class TaskdServer:
         self.bootstrap = bootstrap or Creds(new_project_id(), new_ak(), new_sk())
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.mqtt_host = mqtt_host
+        self.mqtt_port: int | None = None
         LIVE_SERVERS.append(self)
 
     @property
@@ -217,11 +221,17 @@ class TaskdServer:
         last_err = None
         for _attempt in range(3):  # the free port may be taken between probing and binding
             self.port = free_port()
+            if self.mqtt_host:
+                # A restart keeps its address: devices reconnect to where they were.
+                self.mqtt_port = self.mqtt_port or free_port(self.mqtt_host)
+                mqtt_args = ["--mqtt-listen", f"{self.mqtt_host}:{self.mqtt_port}"]
+            else:
+                mqtt_args = ["--mqtt-listen", "off"]
             with open(self.log_path, "ab") as log:
                 log.write(f"\n===== start {self.name} on port {self.port} =====\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(
-                    [str(TASKD_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", *self.store_args()],
+                    [str(TASKD_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", *self.store_args(), *mqtt_args],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 )
             end = time.monotonic() + deadline_s

@@ -272,7 +272,7 @@ mod tests {
 
     fn login(scope: &str, secret: &str) -> DeviceLogin {
         DeviceLogin {
-            scope: TaskScope::new(scope.into(), String::new()),
+            scope: TaskScope::new(scope, ""),
             device_id: "dev".into(),
             auth_type: AuthType::Secret,
             secret: Some(secret.into()),

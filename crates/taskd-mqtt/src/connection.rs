@@ -162,6 +162,7 @@ pub async fn run<S>(
         )))
         .await;
     tracing::debug!(device_id = %key.1, "device connected");
+    hub.session_recorded();
     if accepted.is_ok() {
         let hub_for_connect = Arc::clone(&hub);
         let key_for_connect = key.clone();
@@ -187,6 +188,7 @@ pub async fn run<S>(
     {
         tracing::warn!(device_id = %key.1, error = %e, "OFFLINE not recorded");
     }
+    hub.session_recorded();
 }
 
 async fn refuse<S>(framed: &mut Framed<S, Codec>, refusal: Refusal)

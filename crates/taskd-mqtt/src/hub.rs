@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use taskd_core::{Clock, TaskScope};
 use taskd_engine::device_channel::{ChannelError, DeviceChannel, DeviceCommand, DeviceReply};
 use taskd_store::{DeviceMessage, DeviceVersions, MessageStatus, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::payloads;
@@ -87,6 +87,9 @@ pub struct Hub {
     desired_pushed: Mutex<HashMap<DeviceKey, Instant>>,
     /// Itself, for the work it spawns.
     me: Weak<Hub>,
+    /// Bumped whenever a connection's start or end has been recorded in the store
+    /// (what tests and benchmarks wait on instead of sleeping).
+    sessions_changed: watch::Sender<u64>,
 }
 
 impl Hub {
@@ -100,6 +103,7 @@ impl Hub {
             delivering: Mutex::default(),
             desired_pushed: Mutex::default(),
             me: me.clone(),
+            sessions_changed: watch::Sender::new(0),
         })
     }
 
@@ -113,6 +117,16 @@ impl Hub {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Changes whenever a connection's start or end is recorded.
+    pub fn watch_sessions(&self) -> watch::Receiver<u64> {
+        self.sessions_changed.subscribe()
+    }
+
+    /// A connection's start or end is recorded in the store.
+    pub(crate) fn session_recorded(&self) {
+        self.sessions_changed.send_modify(|n| *n += 1);
     }
 
     /// Devices connected to this node.
