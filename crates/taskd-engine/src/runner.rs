@@ -20,18 +20,15 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// `devices`: the device executor, on a server with a device listener (without one,
+    /// `registry`: the registry executor (with the device channel, it closes the connections
+    /// of devices it freezes or deletes); `devices`: the device executor, on a server with a device listener (without one,
     /// the device task types are left to external workers).
-    pub fn start(engine: Engine, devices: Option<Devices>) -> Runner {
+    pub fn start(engine: Engine, registry: registry::Registry, devices: Option<Devices>) -> Runner {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(maintenance_loop(engine.clone(), cancel.clone()));
         // One loop per built-in executor (`executors/`).
-        tasks.spawn(executor_loop(
-            engine.clone(),
-            registry::Registry,
-            cancel.clone(),
-        ));
+        tasks.spawn(executor_loop(engine.clone(), registry, cancel.clone()));
         if let Some(devices) = devices {
             // Several loops: a batch's report waits for its slowest device (up to the
             // 20 s reply timeout), and the other loops go on claiming meanwhile.

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
+};
 use taskd_core::{AuthType, Clock, DeviceStatus, ManualClock, NewDevice, TaskScope, Timestamp};
 use taskd_engine::device_channel::{ChannelError, DeviceChannel, DeviceCommand};
 use taskd_mqtt::{Hub, MqttServer, auth};
@@ -103,7 +105,12 @@ async fn refusals_carry_iotda_connack_codes() {
     wrong_user.set_credentials("prod_b", auth::password("2026113015", SECRET));
     let (_, _, r) = connect(wrong_user).await;
     assert_eq!(r, Err(ConnectReturnCode::BadClientId));
-    let device = f.store.device_get(&f.scope, "prod_a").await.unwrap().unwrap();
+    let device = f
+        .store
+        .device_get(&f.scope, "prod_a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(device.status, DeviceStatus::Inactive);
 }
 
@@ -112,7 +119,12 @@ async fn a_command_reaches_an_unsubscribed_device_and_its_answer_comes_back() {
     let f = fixture().await;
     let (client, mut events, r) = connect(options(f.port, "prod_a", SECRET, 120)).await;
     r.unwrap();
-    let device = f.store.device_get(&f.scope, "prod_a").await.unwrap().unwrap();
+    let device = f
+        .store
+        .device_get(&f.scope, "prod_a")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(device.status, DeviceStatus::Online);
     // The device answers the first command it gets, without ever subscribing.
     let answering = tokio::spawn(async move {
@@ -187,7 +199,12 @@ async fn a_disconnect_marks_the_device_offline() {
         .await
         .expect("the end of the connection is recorded")
         .unwrap();
-    let device = f.store.device_get(&f.scope, "prod_b").await.unwrap().unwrap();
+    let device = f
+        .store
+        .device_get(&f.scope, "prod_b")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(device.status, DeviceStatus::Offline);
     assert!(!f.hub.is_online(&f.scope, "prod_b").await);
 }

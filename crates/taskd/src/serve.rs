@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use taskd_api::{ApiConfig, AppState};
 use taskd_core::{Clock, SystemClock};
 use taskd_engine::device_channel::{DeviceChannel, NoDeviceChannel};
-use taskd_engine::executors::Devices;
+use taskd_engine::executors::{Devices, Registry};
 use taskd_engine::runner::Runner;
 use taskd_engine::{Engine, EngineConfig};
 use taskd_store::{RunLimits, Store};
@@ -153,7 +153,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let device_executor = (!device_tasks.is_empty())
         .then(|| Devices::new(store.clone(), clock.clone(), Arc::clone(&channel)));
-    let runner = Runner::start(engine.clone(), device_executor);
+    let runner = Runner::start(
+        engine.clone(),
+        Registry::with_channel(Arc::clone(&channel)),
+        device_executor,
+    );
     let app = taskd_api::router(
         AppState::with_engine(
             engine,

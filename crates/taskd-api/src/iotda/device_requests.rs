@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use taskd_core::TaskScope;
 use taskd_core::device::{MAX_DEVICE_NAME_CHARS, is_device_text, is_word_id};
 use taskd_engine::device_channel::{DEVICE_REPLY_TIMEOUT, DeviceCommand};
-use taskd_store::{MAX_PENDING_MESSAGES_PER_DEVICE, MessageRefusal, NewDeviceMessage, RegistryRefusal};
+use taskd_store::{
+    MAX_PENDING_MESSAGES_PER_DEVICE, MessageRefusal, NewDeviceMessage, RegistryRefusal,
+};
 
 use super::batch_tasks::{invalid, parse_json, parse_query};
 use super::devices::{path_device_id, required_body};
@@ -44,7 +46,11 @@ const MAX_TTL_MINUTES: i64 = 1440;
 const UNCACHED_MESSAGE_MILLIS: i64 = 20_000;
 
 /// The device must exist in the scope: 404 `IOTDA.014000` before any exchange.
-async fn existing_device(state: &AppState, scope: &TaskScope, raw_id: &str) -> Result<String, IotdaError> {
+async fn existing_device(
+    state: &AppState,
+    scope: &TaskScope,
+    raw_id: &str,
+) -> Result<String, IotdaError> {
     let device_id = path_device_id(raw_id)?;
     state
         .store
@@ -56,9 +62,9 @@ async fn existing_device(state: &AppState, scope: &TaskScope, raw_id: &str) -> R
 
 fn optional_text(v: Option<String>, field: &str, max: usize) -> Result<Option<String>, IotdaError> {
     match v {
-        Some(s) if s.is_empty() || s.chars().count() > max || s.contains('\0') => Err(invalid(
-            format!("{field} must be 1-{max} characters."),
-        )),
+        Some(s) if s.is_empty() || s.chars().count() > max || s.contains('\0') => {
+            Err(invalid(format!("{field} must be 1-{max} characters.")))
+        }
         other => Ok(other),
     }
 }
@@ -99,7 +105,13 @@ pub async fn create_command(
     let command_id = uuid::Uuid::new_v4().to_string();
     let reply = state
         .devices
-        .command(&scope, &device_id, &command_id, command, DEVICE_REPLY_TIMEOUT)
+        .command(
+            &scope,
+            &device_id,
+            &command_id,
+            command,
+            DEVICE_REPLY_TIMEOUT,
+        )
         .await?;
     Ok(Json(json!({"command_id": command_id, "response": reply.payload})).into_response())
 }
@@ -113,7 +125,9 @@ struct PropertiesBody {
 pub fn properties_request(body: &[u8]) -> Result<Value, IotdaError> {
     let body: PropertiesBody = parse_json(body)?;
     let Some(Value::Array(services)) = body.services else {
-        return Err(invalid("services must be a list of {service_id, properties}."));
+        return Err(invalid(
+            "services must be a list of {service_id, properties}.",
+        ));
     };
     if services.is_empty() {
         return Err(invalid("services must not be empty."));
@@ -207,7 +221,9 @@ pub fn message_request(body: &[u8]) -> Result<MessageRequest, IotdaError> {
     if let Some(name) = &body.name
         && !is_device_text(name, MAX_DEVICE_NAME_CHARS.min(128))
     {
-        return Err(invalid("name must be 1-128 letters, digits, Chinese characters or _?'#().,&%@!-."));
+        return Err(invalid(
+            "name must be 1-128 letters, digits, Chinese characters or _?'#().,&%@!-.",
+        ));
     }
     let message = match body.message {
         Some(m @ (Value::String(_) | Value::Object(_))) => m,
@@ -226,9 +242,9 @@ pub fn message_request(body: &[u8]) -> Result<MessageRequest, IotdaError> {
     }
     if encoding == "base64" {
         use base64::Engine as _;
-        let ok = message.as_str().is_some_and(|s| {
-            base64::engine::general_purpose::STANDARD.decode(s).is_ok()
-        });
+        let ok = message
+            .as_str()
+            .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
         if !ok {
             return Err(invalid("a base64 message must be a base64 string."));
         }
@@ -241,9 +257,7 @@ pub fn message_request(body: &[u8]) -> Result<MessageRequest, IotdaError> {
         return Err(invalid("give topic or topic_full_name, not both."));
     }
     let topic_ok = |t: &str| {
-        !t.is_empty()
-            && t.chars().count() <= MAX_TOPIC_CHARS
-            && !t.contains(['+', '#', '\0'])
+        !t.is_empty() && t.chars().count() <= MAX_TOPIC_CHARS && !t.contains(['+', '#', '\0'])
     };
     for t in [&body.topic, &body.topic_full_name].into_iter().flatten() {
         if !topic_ok(t) {
@@ -259,7 +273,11 @@ pub fn message_request(body: &[u8]) -> Result<MessageRequest, IotdaError> {
     let properties_json = match body.properties {
         None | Some(Value::Null) => None,
         Some(p @ Value::Object(_)) if p.to_string().len() <= 4096 => Some(p.to_string()),
-        Some(_) => return Err(invalid("properties must be a JSON object of at most 4096 bytes.")),
+        Some(_) => {
+            return Err(invalid(
+                "properties must be a JSON object of at most 4096 bytes.",
+            ));
+        }
     };
     Ok(MessageRequest {
         message_id,
@@ -350,7 +368,10 @@ mod tests {
         assert!(command_request(br#"{"service_id": "", "paras": {}}"#).is_err());
         assert!(command_request(br#"{"paras": "x"}"#).is_err());
         assert!(command_request(br#"{"service_id": "s"}"#).is_err());
-        let long = format!(r#"{{"command_name": "{}", "paras": {{}}}}"#, "c".repeat(129));
+        let long = format!(
+            r#"{{"command_name": "{}", "paras": {{}}}}"#,
+            "c".repeat(129)
+        );
         assert!(command_request(long.as_bytes()).is_err());
     }
 
@@ -362,7 +383,9 @@ mod tests {
         assert!(message_request(br#"{"message": "hi", "ttl": 7}"#).is_err());
         assert!(message_request(br#"{"message": "hi", "ttl": 1445}"#).is_err());
         assert!(message_request(br#"{"message": 5}"#).is_err());
-        assert!(message_request(br#"{"message": "hi", "topic": "a", "topic_full_name": "b"}"#).is_err());
+        assert!(
+            message_request(br#"{"message": "hi", "topic": "a", "topic_full_name": "b"}"#).is_err()
+        );
         assert!(message_request(br#"{"message": "hi", "topic": "a/#"}"#).is_err());
         assert!(message_request(br#"{"message": "!!", "encoding": "base64"}"#).is_err());
         assert!(message_request(br#"{"message": "aGk=", "encoding": "base64"}"#).is_ok());

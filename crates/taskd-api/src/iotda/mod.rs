@@ -11,8 +11,8 @@
 //!   `error`: its envelope. Nothing here stores task data of its own.
 
 pub(crate) mod batch_tasks;
-pub mod device_requests;
 pub(crate) mod device_groups;
+pub mod device_requests;
 pub(crate) mod devices;
 pub mod error;
 mod files;

@@ -230,11 +230,17 @@ async fn registry_tasks_act_on_the_registry() {
     let id = t.body["task_id"].as_str().unwrap().to_string();
 
     assert_eq!(
-        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        app.engine
+            .run_batch(&Registry::default(), "test", 100)
+            .await
+            .unwrap(),
         3
     );
     assert_eq!(
-        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        app.engine
+            .run_batch(&Registry::default(), "test", 100)
+            .await
+            .unwrap(),
         0,
         "each once"
     );
@@ -266,7 +272,10 @@ async fn registry_tasks_act_on_the_registry() {
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
     let fz = t.body["task_id"].as_str().unwrap().to_string();
     assert_eq!(
-        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        app.engine
+            .run_batch(&Registry::default(), "test", 100)
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(show_task(fz).await["batchtask"]["status"], "PartialSuccess");
@@ -280,7 +289,10 @@ async fn registry_tasks_act_on_the_registry() {
         .await;
     let del = t.body["task_id"].as_str().unwrap().to_string();
     assert_eq!(
-        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        app.engine
+            .run_batch(&Registry::default(), "test", 100)
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(show_task(del).await["batchtask"]["status"], "Success");
@@ -310,7 +322,10 @@ async fn an_invalid_row_fails_with_iotda_invalid_input() {
     assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
     let id = t.body["task_id"].as_str().unwrap().to_string();
     assert_eq!(
-        app.engine.run_batch(&Registry, "test", 100).await.unwrap(),
+        app.engine
+            .run_batch(&Registry::default(), "test", 100)
+            .await
+            .unwrap(),
         1
     );
     let shown = app

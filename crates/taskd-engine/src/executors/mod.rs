@@ -15,7 +15,7 @@ pub mod registry;
 
 use std::time::Duration;
 
-use taskd_store::{ClaimedSubTask, DeviceEffect, RunOutcome, RunResult};
+use taskd_store::{ClaimedSubTask, DeviceEffect, ReportOutcome, RunOutcome, RunResult};
 
 pub use device::{DeviceTaskType, Devices};
 pub use registry::{Registry, RegistryTaskType};
@@ -72,6 +72,17 @@ pub trait Executor: Send + Sync + 'static {
         task_type: Self::TaskType,
         sub_task: &ClaimedSubTask,
     ) -> impl Future<Output = Executed> + Send;
+
+    /// After the batch's results are recorded: what must follow a recorded result
+    /// outside the store (a frozen device's connection closed). Nothing by default.
+    fn recorded(
+        &self,
+        _task_type: Self::TaskType,
+        _sub_task: &ClaimedSubTask,
+        _outcome: &ReportOutcome,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Every task type a built-in executor runs.
@@ -144,7 +155,12 @@ impl Engine {
                 effect,
             });
         }
-        self.report(None, results).await?;
+        let outcomes = self.report(None, results).await?;
+        for (sub_task, outcome) in claimed.iter().zip(&outcomes) {
+            if let Some(task_type) = E::TaskType::from_name(&sub_task.task.kind) {
+                executor.recorded(task_type, sub_task, outcome).await;
+            }
+        }
         Ok(claimed.len())
     }
 }
@@ -214,8 +230,20 @@ mod tests {
         let engine = engine().await;
         let scope = TaskScope::new("p1", "");
         let task = create_devices_without_rows(&engine, &scope).await;
-        assert_eq!(engine.run_batch(&Registry, "test", 10).await.unwrap(), 2);
-        assert_eq!(engine.run_batch(&Registry, "test", 10).await.unwrap(), 0);
+        assert_eq!(
+            engine
+                .run_batch(&Registry::default(), "test", 10)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            engine
+                .run_batch(&Registry::default(), "test", 10)
+                .await
+                .unwrap(),
+            0
+        );
         for sub in sub_tasks(&engine, &scope, &task).await {
             assert_eq!(sub.state, SubTaskState::Failed, "{sub:?}");
             assert_eq!(sub.error_code.as_deref(), Some("INVALID_INPUT"), "{sub:?}");
@@ -233,7 +261,7 @@ mod tests {
     async fn the_runner_runs_the_executors_and_stops_them() {
         let engine = engine().await;
         let scope = TaskScope::new("p1", "");
-        let runner = Runner::start(engine.clone(), None);
+        let runner = Runner::start(engine.clone(), Registry::default(), None);
         let task = create_devices_without_rows(&engine, &scope).await;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {

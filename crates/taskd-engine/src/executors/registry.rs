@@ -11,11 +11,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
 use taskd_core::device::{
     MAX_DEVICE_ID_CHARS, check_device_update, check_new_device, default_device_id, is_word_id,
 };
 use taskd_core::{AuthType, DeviceUpdate, NewDevice, TaskScope};
-use taskd_store::{ClaimedSubTask, DeviceEffect};
+
+use taskd_core::SubTaskState;
+use taskd_store::{ClaimedSubTask, DeviceEffect, ReportOutcome};
+
+use crate::device_channel::DeviceChannel;
 
 use super::{Executed, Executor, TaskTypes};
 use crate::SubTaskErrorKind;
@@ -51,8 +56,20 @@ impl TaskTypes for RegistryTaskType {
 }
 
 /// taskd's own executor of the registry task types, on every node.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Registry;
+#[derive(Clone, Default)]
+pub struct Registry {
+    /// Closes the connections of devices a sub-task froze or deleted.
+    channel: Option<Arc<dyn DeviceChannel>>,
+}
+
+impl Registry {
+    /// The registry executor of a server that holds device connections.
+    pub fn with_channel(channel: Arc<dyn DeviceChannel>) -> Self {
+        Registry {
+            channel: Some(channel),
+        }
+    }
+}
 
 impl Executor for Registry {
     type TaskType = RegistryTaskType;
@@ -61,6 +78,26 @@ impl Executor for Registry {
     /// A registry batch is one database transaction, well under a second; the lease only
     /// matters when a node dies holding one.
     const LEASE: Duration = Duration::from_secs(15);
+
+    async fn recorded(
+        &self,
+        task_type: RegistryTaskType,
+        sub_task: &ClaimedSubTask,
+        outcome: &ReportOutcome,
+    ) {
+        let frozen_or_deleted = matches!(
+            task_type,
+            RegistryTaskType::FreezeDevices | RegistryTaskType::DeleteDevices
+        );
+        if let (true, Some(channel), ReportOutcome::Accepted(SubTaskState::Succeeded)) =
+            (frozen_or_deleted, &self.channel, outcome)
+        {
+            // Once recorded: a device that reconnects now is refused.
+            channel
+                .disconnect(&sub_task.task.scope, &sub_task.target)
+                .await;
+        }
+    }
 
     async fn execute(&self, task_type: RegistryTaskType, sub_task: &ClaimedSubTask) -> Executed {
         match device_effect(
