@@ -39,6 +39,8 @@ const MAX_INCOMING_PACKET: usize = 1024 * 1024;
 const MAX_OUTGOING_PACKET: usize = 64 * 1024;
 /// QoS 1 publishes a device may have unacknowledged (rumqttc keeps a slot per one).
 const INFLIGHT: u16 = 8;
+/// Buffered incoming events a device keeps room for between bursts.
+const EVENTS_KEPT: usize = 4;
 /// Requests queued from the device's loop to its connection.
 const REQUEST_QUEUE: usize = 16;
 /// TCP connect + CONNECT/CONNACK, and a flush, must finish within this.
@@ -525,6 +527,10 @@ pub async fn run(identity: Identity, fleet: Arc<Fleet>) {
             };
             match outcome {
                 Ok(()) => {
+                    // rumqttc reserves room for 100 buffered events per connection
+                    // (~15 KB); a device sees a few at a time, and ten thousand devices
+                    // would hold 150 MB of it. It grows again if ever needed.
+                    eventloop.state.events.shrink_to(EVENTS_KEPT);
                     connected = true;
                     backoff.reset();
                     stats.connected.inc();

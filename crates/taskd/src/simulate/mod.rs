@@ -285,12 +285,11 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             stop.cancel();
         });
     }
-    let all_connected = watch(&fleet, devices, args.stats_interval, running).await;
-    let connected_at_stop = fleet.stats.connected.get();
-    eprintln!("sim: stopping: disconnecting {connected_at_stop} devices");
+    let watched = watch(&fleet, devices, args.stats_interval, running).await;
+    eprintln!("sim: stopping: disconnecting the devices");
     while tasks.join_next().await.is_some() {}
     let mut stats = fleet.stats.snapshot();
-    stats.connected = connected_at_stop;
+    stats.connected = watched.connected;
 
     let summary = Summary {
         devices,
@@ -298,7 +297,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         registered,
         registration_secs,
         run_secs: running.elapsed().as_secs_f64(),
-        all_connected_secs: all_connected.map(|d| d.as_secs_f64()),
+        all_connected_secs: watched.all_connected.map(|d| d.as_secs_f64()),
         stats,
     };
     print_summary(&summary, args.json)?;
@@ -308,23 +307,28 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the stats line every `stats_interval` seconds until the fleet stops; returns
-/// how long it took until every device was connected at once.
-async fn watch(
-    fleet: &Fleet,
-    devices: usize,
-    stats_interval: u64,
-    running: Instant,
-) -> Option<Duration> {
+/// What [`watch`] saw.
+struct Watched {
+    /// How long it took until every device was connected at once.
+    all_connected: Option<Duration>,
+    /// Connected devices at the last look before the stop (the devices start
+    /// disconnecting the moment it comes).
+    connected: u64,
+}
+
+/// Prints the stats line every `stats_interval` seconds until the fleet stops.
+async fn watch(fleet: &Fleet, devices: usize, stats_interval: u64, running: Instant) -> Watched {
     let mut all_connected = None;
+    let mut connected = 0;
     let mut last_line = Instant::now();
     let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
         tokio::select! {
-            _ = fleet.stop.cancelled() => return all_connected,
+            _ = fleet.stop.cancelled() => return Watched { all_connected, connected },
             _ = tick.tick() => {}
         }
         let snapshot = fleet.stats.snapshot();
+        connected = snapshot.connected;
         if all_connected.is_none() && snapshot.connected as usize == devices {
             let took = running.elapsed();
             all_connected = Some(took);
