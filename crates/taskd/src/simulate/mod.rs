@@ -107,9 +107,10 @@ pub struct SimulateArgs {
     /// Each device reports its properties this often (milliseconds; 0 = never).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
     report_interval_ms: u64,
-    /// What a device answers to an OTA version query.
+    /// Firmware version a device reports when the platform asks (OTA version_query).
     #[arg(long, default_value = "v1.0", value_parser = parse_version)]
     fw_version: String,
+    /// Software version a device reports when the platform asks (OTA version_query).
     #[arg(long, default_value = "v1.0", value_parser = parse_version)]
     sw_version: String,
     /// Stop after this many seconds of running (after registration) [default: run until
@@ -130,7 +131,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     skip_register: bool,
     /// Seconds between two stats lines on stderr (0: only the final summary).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     stats_interval: u64,
 }
 
