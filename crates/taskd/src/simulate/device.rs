@@ -468,35 +468,40 @@ fn options(fleet: &Fleet, identity: &Identity) -> MqttOptions {
 }
 
 /// Queues a publish without blocking the connection loop (which is what drains the
-/// queue); when the queue is full, a task waits for room. A delayed reply always waits
-/// in its own task.
-fn publish(client: &AsyncClient, stats: &Stats, reply: Reply, delay: Duration) {
+/// queue): at once when there is room, else (and always for a delayed reply) from a task
+/// of its own. What cannot be queued (the device stopped meanwhile, or a request id that
+/// makes the topic invalid) is counted as dropped.
+fn publish(client: &AsyncClient, fleet: &Arc<Fleet>, reply: Reply, delay: Duration) {
     let payload = reply.payload.to_string().into_bytes();
     if delay.is_zero() {
-        match client.try_publish(reply.topic.clone(), QoS::AtLeastOnce, false, payload) {
+        match client.try_publish(reply.topic.as_str(), QoS::AtLeastOnce, false, payload) {
             Ok(()) => return,
-            Err(rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p))) => {
-                let client = client.clone();
+            Err(rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p)))
+                if rumqttc::valid_topic(&p.topic) =>
+            {
+                let (client, fleet) = (client.clone(), fleet.clone());
                 tokio::spawn(async move {
-                    let _ = client
+                    let queued = client
                         .publish(p.topic, QoS::AtLeastOnce, false, p.payload)
                         .await;
+                    if queued.is_err() {
+                        fleet.stats.publish_dropped.inc();
+                    }
                 });
-                return;
             }
-            Err(_) => {
-                stats.publish_dropped.inc();
-                return;
-            }
+            Err(_) => fleet.stats.publish_dropped.inc(),
         }
+        return;
     }
-    let client = client.clone();
+    let (client, fleet) = (client.clone(), fleet.clone());
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        // Fails only when the device stopped meanwhile: the answer goes with it.
-        let _ = client
+        let queued = client
             .publish(reply.topic, QoS::AtLeastOnce, false, payload)
             .await;
+        if queued.is_err() {
+            fleet.stats.publish_dropped.inc();
+        }
     });
 }
 
@@ -566,7 +571,7 @@ pub async fn run(identity: Identity, fleet: Arc<Fleet>) {
             }
             _ = report_due => {
                 stats.reports.inc();
-                publish(&client, stats, state.report(&identity.device_id, SystemClock.now()), Duration::ZERO);
+                publish(&client, &fleet, state.report(&identity.device_id, SystemClock.now()), Duration::ZERO);
             }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -582,7 +587,7 @@ pub async fn run(identity: Identity, fleet: Arc<Fleet>) {
                     stats.count(handled);
                     for reply in replies {
                         let delay = if reply.delayed { fleet.behaviour.command_delay } else { Duration::ZERO };
-                        publish(&client, stats, reply, delay);
+                        publish(&client, &fleet, reply, delay);
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {

@@ -62,7 +62,8 @@ pub struct Stats {
     pub unknown: Counter,
     /// Property reports sent.
     pub reports: Counter,
-    /// Publishes that could not be queued (a topic rumqttc refuses).
+    /// Answers and reports that could not be queued: the device stopped before a
+    /// delayed answer was due, or the topic was invalid (a request id with `+` or `#`).
     pub publish_dropped: Counter,
 }
 
