@@ -232,6 +232,23 @@ fn simulated_devices_register_connect_as_iotda_and_answer_the_platform() {
     assert_eq!(answer["services"][0]["event_type"], "version_report");
     assert_eq!(answer["services"][0]["paras"]["fw_version"], "v9");
 
+    // A dropped connection comes back (after its back-off), with fresh credentials
+    // checked again by `accept`, and works as before.
+    links[0].stream.shutdown(std::net::Shutdown::Both).unwrap();
+    links[0] = accept(&platform);
+    let d = &mut links[0];
+    assert_eq!(d.device_id, "sim-1");
+    let (_, answer) = d.request(
+        5,
+        &format!("{base}/properties/get/request_id=g-2"),
+        &json!({}),
+    );
+    assert_eq!(
+        answer["services"].as_array().map(Vec::len),
+        Some(2),
+        "the properties outlive the connection: {answer}"
+    );
+
     // SIGTERM: every device says DISCONNECT, then the summary.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(sim.id() as i32),
@@ -255,13 +272,14 @@ fn simulated_devices_register_connect_as_iotda_and_answer_the_platform() {
         [
             &stats["connected"],
             &stats["connects"],
+            &stats["drops"],
             &stats["commands_ok"],
             &stats["property_sets"],
             &stats["property_gets"],
             &stats["version_queries"],
             &stats["received"],
         ],
-        [2, 2, 1, 1, 1, 1, 4].map(|n| json!(n)).each_ref()
+        [2, 3, 1, 1, 1, 2, 1, 5].map(|n| json!(n)).each_ref()
     );
 
     // A second run reuses the registered devices; with nothing to connect to it says
