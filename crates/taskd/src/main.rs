@@ -14,6 +14,7 @@ mod http_server;
 mod logging;
 mod ops;
 mod serve;
+mod simulate;
 mod worker;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Command {
     /// Record and list instance operations (docs/instance-operations.md).
     #[command(subcommand)]
     Ops(Box<ops::OpsCommand>),
+    /// Device tools: a simulated fleet over MQTT (docs/device-channel.md).
+    #[command(subcommand)]
+    Devices(simulate::DevicesCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +89,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Ops(cmd) => ops::run(*cmd).await,
+            Command::Devices(cmd) => simulate::run(cmd).await,
         }
     });
     match result {

@@ -172,6 +172,11 @@ impl Client {
         self.call("POST", path, &[], body, timeout).await
     }
 
+    /// The project every call is made for.
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
     /// Path of this client's project under `/taskd/v1/`, e.g. `operations`.
     pub fn project_path(&self, rest: &str) -> String {
         protocol::project_path(&self.project_id, rest)

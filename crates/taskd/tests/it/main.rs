@@ -3,6 +3,7 @@
 mod client;
 mod connections;
 mod log_destination;
+mod simulate;
 mod worker;
 mod worker_on_postgres;
 
