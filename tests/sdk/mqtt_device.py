@@ -33,7 +33,7 @@ def utc_hour() -> str:
 class Device:
     def __init__(self, host: str, port: int, device_id: str, secret: str, *, sign_type: str = "0",
                  keepalive: int = 120, client_id: str | None = None, password_override: str | None = None,
-                 auto_answer: bool = True, command_result_code: int = 0):
+                 auto_answer: bool = True, command_result_code: int = 0, ca_file: str | None = None):
         self.host, self.port = host, port
         self.device_id = device_id
         ts = utc_hour()
@@ -51,6 +51,10 @@ class Device:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                   protocol=mqtt.MQTTv311, clean_session=True)
         self.client.username_pw_set(device_id, self.password)
+        if ca_file:
+            # TLS 1.2 with the server's CA, as the official SDKs connect to 8883.
+            import ssl
+            self.client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLSv1_2)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

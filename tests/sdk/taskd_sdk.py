@@ -167,7 +167,7 @@ class TaskdServer:
     PostgreSQL database when TASKD_SDK_POSTGRES_URL is set)."""
 
     def __init__(self, data_dir: Path, name: str = "taskd", bootstrap: Creds | None = None,
-                 database_url: str | None = None, mqtt_host: str | None = None):
+                 database_url: str | None = None, mqtt_host: str | None = None, tls: tuple[Path, Path] | None = None):
         """`database_url`: join another server's PostgreSQL database (a cluster node) instead of a fresh one.
         `mqtt_host`: a loopback address for a device listener on a free port (127.0.0.1:1883 is Mosquitto's on
         the test machines); without it the server runs without one (`--mqtt-listen off`)."""
@@ -186,6 +186,8 @@ class TaskdServer:
         self.port: int | None = None
         self.mqtt_host = mqtt_host
         self.mqtt_port: int | None = None
+        self.tls = tls  # (cert, key) PEM files: also an MQTT-over-TLS listener on mqtt_host
+        self.mqtts_port: int | None = None
         LIVE_SERVERS.append(self)
 
     @property
@@ -225,6 +227,10 @@ class TaskdServer:
                 # A restart keeps its address: devices reconnect to where they were.
                 self.mqtt_port = self.mqtt_port or free_port(self.mqtt_host)
                 mqtt_args = ["--mqtt-listen", f"{self.mqtt_host}:{self.mqtt_port}"]
+                if self.tls:
+                    self.mqtts_port = self.mqtts_port or free_port(self.mqtt_host)
+                    mqtt_args += ["--mqtts-listen", f"{self.mqtt_host}:{self.mqtts_port}",
+                                  "--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
             else:
                 mqtt_args = ["--mqtt-listen", "off"]
             with open(self.log_path, "ab") as log:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import secrets
+import subprocess
 
 import pytest
 from huaweicloudsdkiotda.v5 import (
@@ -41,8 +42,20 @@ MQTT_HOST = "127.0.0.2"
 
 
 @pytest.fixture(scope="module")
-def device_server(tmp_path_factory):
-    srv = TaskdServer(tmp_path_factory.mktemp("taskd-devices") / "data", name="taskd-devices", mqtt_host=MQTT_HOST)
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.2 (the device SDKs skip host-name checks; paho checks it)."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=taskd-test", "-addext", f"subjectAltName=IP:{MQTT_HOST}", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def device_server(tmp_path_factory, tls_files):
+    srv = TaskdServer(tmp_path_factory.mktemp("taskd-devices") / "data", name="taskd-devices", mqtt_host=MQTT_HOST,
+                      tls=tls_files)
     srv.start()
     yield srv
     srv.stop()
@@ -170,6 +183,18 @@ def test_foreign_topics_are_refused(device_server, dapi):
         shadow = dapi.client.show_device_shadow(ShowDeviceShadowRequest(device_id=other_id))
         assert not (shadow.shadow or [])
         assert not d.disconnected
+
+
+def test_secure_access_devices_connect_over_tls(device_server, dapi, tls_files):
+    device_id, secret = register(dapi, secure_access=True)
+    assert device(device_server, device_id, secret).connect() == 5
+    d = Device(MQTT_HOST, device_server.mqtts_port, device_id, secret, ca_file=str(tls_files[0]))
+    with d:
+        assert d.connect() == 0
+        online(dapi, device_id)
+        resp = dapi.client.create_command(CreateCommandRequest(device_id=device_id, body=DeviceCommandRequest(
+            paras={"over": "tls"})))
+        assert resp.response["paras"]["echo"] == {"over": "tls"}
 
 
 # ---- platform → device --------------------------------------------------------------------------------------
