@@ -246,21 +246,24 @@ impl Hub {
                 },
             );
         }
-        let sent = self
-            .publish(&key, topic, Bytes::from(payload.to_string()))
-            .await;
-        if let Err(e) = sent {
-            self.pending.lock().unwrap().remove(&request_id);
-            return Err(e);
-        }
-        match tokio::time::timeout(timeout, rx).await {
+        // The timeout covers the whole exchange: a device whose queue is full (it stopped
+        // reading) times out like one that does not answer.
+        let exchange = async {
+            self.publish(&key, topic, Bytes::from(payload.to_string()))
+                .await?;
+            rx.await
+                .map_err(|_| ChannelError::ConnectionLost("the request was dropped".into()))
+        };
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        match outcome {
             Ok(Ok(payload)) => Ok(DeviceReply {
                 request_id,
                 payload,
             }),
-            Ok(Err(_)) => Err(ChannelError::ConnectionLost(
-                "the request was dropped".into(),
-            )),
+            Ok(Err(e)) => {
+                self.pending.lock().unwrap().remove(&request_id);
+                Err(e)
+            }
             Err(_) => {
                 // A late answer finds nothing and is dropped (spec §2.4).
                 self.pending.lock().unwrap().remove(&request_id);
@@ -395,9 +398,17 @@ impl Hub {
                 return Err(e);
             }
         };
-        let acked = match self.publish(key, topic, payload).await {
-            Ok(rx) => rx,
-            Err(ChannelError::NotSubscribed(topic)) => {
+        let published = async {
+            let acked = self.publish(key, topic, payload).await?;
+            acked.await.map_err(|_| {
+                ChannelError::ConnectionLost(
+                    "the connection closed before the device acknowledged".into(),
+                )
+            })
+        };
+        match tokio::time::timeout(PUBACK_TIMEOUT, published).await {
+            Ok(Ok(())) => self.finish(message, MessageStatus::Delivered, None).await,
+            Ok(Err(ChannelError::NotSubscribed(topic))) => {
                 let e = ChannelError::NotSubscribed(topic);
                 self.finish(
                     message,
@@ -405,16 +416,10 @@ impl Hub {
                     Some(("IOTDA.014112".into(), e.to_string())),
                 )
                 .await?;
-                return Err(e);
+                Err(e)
             }
-            // Offline or dropped: it stays pending for the next connection.
-            Err(e) => return Err(e),
-        };
-        match tokio::time::timeout(PUBACK_TIMEOUT, acked).await {
-            Ok(Ok(())) => self.finish(message, MessageStatus::Delivered, None).await,
-            Ok(Err(_)) => Err(ChannelError::ConnectionLost(
-                "the connection closed before the device acknowledged".into(),
-            )),
+            // Offline, dropped or unacknowledged: it stays pending for the next connection.
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(ChannelError::Timeout(PUBACK_TIMEOUT)),
         }
     }

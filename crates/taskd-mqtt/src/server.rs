@@ -19,6 +19,8 @@ use crate::hub::Hub;
 /// Connections one node holds at most (each listener counts toward it); one more is
 /// closed at once. The file-descriptor limit is the other bound: `docs/device-channel.md`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// How long a shutdown waits for the device connections to record their end.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
@@ -96,6 +98,8 @@ impl MqttServer {
             transport,
             enforce_secure_access: self.enforce_secure_access,
         };
+        // Every connection's task, so that shutdown waits for their OFFLINE writes.
+        let connections = tokio_util::task::TaskTracker::new();
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -118,7 +122,7 @@ impl MqttServer {
             let hub = Arc::clone(&self.hub);
             let tls = tls.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let _permit = permit;
                 match tls {
                     None => connection::run(hub, stream, settings, shutdown).await,
@@ -142,6 +146,15 @@ impl MqttServer {
             });
         }
         self.hub.close_all();
+        connections.close();
+        // Each closed connection records its device OFFLINE; a store that does not answer
+        // must not hold the shutdown forever (a restart ends leftover sessions).
+        if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("device connections did not all close within the shutdown grace");
+        }
     }
 }
 

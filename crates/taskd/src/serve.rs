@@ -20,6 +20,9 @@ use crate::device_listener::{DeviceListenerArgs, DeviceListeners};
 use crate::http_server;
 use crate::logging::{self, LogFormat};
 
+/// The node name device sessions are recorded under on the embedded store.
+const EMBEDDED_SESSION_NODE: &str = "embedded";
+
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -129,7 +132,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // they reconnect).
     let devices_stop = tokio_util::sync::CancellationToken::new();
     let (channel, device_tasks): (Arc<dyn DeviceChannel>, _) = if device_listeners.any() {
-        let node_id = engine.config().node_id.clone();
+        // The node its sessions are recorded under. The embedded store has one process
+        // at a time, so one fixed name lets a restart after a crash end every session
+        // the crashed run left ONLINE. On PostgreSQL each process is its own node.
+        let node_id = match &backend {
+            Backend::Sqlite(_) => EMBEDDED_SESSION_NODE.to_owned(),
+            Backend::Postgres(_) => engine.config().node_id.clone(),
+        };
         let left = store
             .device_sessions_close_node(&node_id, clock.now())
             .await
