@@ -33,7 +33,8 @@ def utc_hour() -> str:
 class Device:
     def __init__(self, host: str, port: int, device_id: str, secret: str, *, sign_type: str = "0",
                  keepalive: int = 120, client_id: str | None = None, password_override: str | None = None,
-                 auto_answer: bool = True, command_result_code: int = 0, ca_file: str | None = None):
+                 auto_answer: bool = True, command_result_code: int = 0, ca_file: str | None = None,
+                 protocol=mqtt.MQTTv311):
         self.host, self.port = host, port
         self.device_id = device_id
         ts = utc_hour()
@@ -49,7 +50,7 @@ class Device:
         self.disconnected = False
         self.suback: list[int] | None = None
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  protocol=mqtt.MQTTv311, clean_session=True)
+                                  protocol=protocol, clean_session=True)
         self.client.username_pw_set(device_id, self.password)
         if ca_file:
             # TLS 1.2 with the server's CA, as the official SDKs connect to 8883.

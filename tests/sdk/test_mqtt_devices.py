@@ -10,6 +10,7 @@ import json
 import secrets
 import subprocess
 
+import paho.mqtt.client as mqtt
 import pytest
 from huaweicloudsdkiotda.v5 import (
     AddDevice,
@@ -112,6 +113,12 @@ def test_connack_codes_follow_iotda(device_server, dapi):
     with device(srv, device_id, secret, sign_type="1") as ok:
         assert ok.connect() == 0
         online(dapi, device_id)
+    # MQTT 3.1 (`MQIsdp`), as the Java SDK's fallback speaks it.
+    with device(srv, device_id, secret, protocol=mqtt.MQTTv31) as old:
+        assert old.connect() == 0
+        resp = dapi.client.create_command(CreateCommandRequest(device_id=device_id, body=DeviceCommandRequest(
+            paras={"v": 31})))
+        assert resp.response["paras"]["echo"] == {"v": 31}
 
 
 def test_status_times_and_versions(device_server, dapi):

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rumqttc::mqttbytes::v4::Codec;
 use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck,
 };
@@ -22,6 +21,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, ClientId, KEEPALIVE_SECS, Refusal, Transport};
+use crate::codec::DeviceCodec;
 use crate::hub::{DeviceKey, Hub, Outbound, SessionHandle, Subscription};
 use crate::payloads::MAX_PAYLOAD_BYTES;
 
@@ -53,18 +53,14 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let codec = Codec {
-        max_incoming_size: MAX_PACKET_BYTES,
-        max_outgoing_size: MAX_PACKET_BYTES,
-    };
-    let mut framed = Framed::new(stream, codec);
+    let mut framed = Framed::new(stream, DeviceCodec::new(MAX_PACKET_BYTES));
     let first = tokio::select! {
         first = tokio::time::timeout(CONNECT_TIMEOUT, framed.next()) => first,
         _ = shutdown.cancelled() => return,
     };
     let connect = match first {
         Ok(Some(Ok(Packet::Connect(connect)))) => connect,
-        // MQTT 3.1 (`MQIsdp`) and unknown protocol names or levels: "unacceptable
+        // Unknown protocol names or levels (3.1 reads as 3.1.1, `codec`): "unacceptable
         // protocol version", which makes clients that can fall back to 3.1.1 do so.
         Ok(Some(Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_)))) => {
             refuse(&mut framed, Refusal::ProtocolVersion).await;
@@ -191,7 +187,7 @@ pub async fn run<S>(
     hub.session_recorded();
 }
 
-async fn refuse<S>(framed: &mut Framed<S, Codec>, refusal: Refusal)
+async fn refuse<S>(framed: &mut Framed<S, DeviceCodec>, refusal: Refusal)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -211,7 +207,7 @@ where
 async fn packet_loop<S>(
     hub: &Hub,
     key: &DeviceKey,
-    framed: &mut Framed<S, Codec>,
+    framed: &mut Framed<S, DeviceCodec>,
     mut outbound: mpsc::Receiver<Outbound>,
     subscriptions: &Mutex<Vec<Subscription>>,
     keepalive: Duration,

@@ -5,6 +5,7 @@
 //! * [`server`]: the listeners (plain and TLS), the connection cap;
 //! * [`connection`]: one connection: CONNECT and its CONNACK code, then QoS 0/1 publishes,
 //!   subscriptions within the device's own topics, keepalive × 1.5;
+//! * [`codec`]: `rumqttc`'s 3.1.1 codec, and 3.1 CONNECTs read as 3.1.1;
 //! * [`auth`]: IoTDA's client id and password rules;
 //! * [`hub`]: the devices connected to this node and the [`DeviceChannel`] over them
 //!   (commands, property set/get, messages, desired shadow pushes);
@@ -16,6 +17,7 @@
 //! [`DeviceChannel`]: taskd_engine::device_channel::DeviceChannel
 
 pub mod auth;
+pub mod codec;
 pub mod connection;
 pub mod hub;
 pub mod payloads;
