@@ -217,6 +217,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut inflight: HashMap<u16, Option<oneshot::Sender<()>>> = HashMap::new();
+    let mut uplink_rate = UplinkRate::default();
     let mut next_pkid: u16 = 0;
     let deadline = tokio::time::sleep(keepalive);
     tokio::pin!(deadline);
@@ -249,7 +250,11 @@ where
                             }
                             QoS::AtMostOnce => {}
                         }
-                        hub.handle_publish(key, &publish.topic, &publish.payload).await;
+                        if uplink_rate.admit(tokio::time::Instant::now()) {
+                            hub.handle_publish(key, &publish.topic, &publish.payload).await;
+                        } else if uplink_rate.first_drop_this_second() {
+                            tracing::info!(device_id = %key.1, limit = MAX_UPLINKS_PER_SECOND, "device publishes over its rate; the rest of this second is dropped");
+                        }
                     }
                     Packet::PubAck(ack) => {
                         if let Some(Some(tx)) = inflight.remove(&ack.pkid) {
@@ -325,6 +330,36 @@ where
     }
 }
 
+/// Publishes a device may send per second (IoTDA: 50 per connection); more are
+/// acknowledged and dropped.
+pub const MAX_UPLINKS_PER_SECOND: u32 = 50;
+
+/// A one-second window count of a connection's publishes.
+#[derive(Debug, Default)]
+struct UplinkRate {
+    window_start: Option<tokio::time::Instant>,
+    count: u32,
+}
+
+impl UplinkRate {
+    fn admit(&mut self, now: tokio::time::Instant) -> bool {
+        match self.window_start {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
+            _ => {
+                self.window_start = Some(now);
+                self.count = 0;
+            }
+        }
+        self.count += 1;
+        self.count <= MAX_UPLINKS_PER_SECOND
+    }
+
+    /// After a refused `admit`: whether it was the window's first refusal (logged once).
+    fn first_drop_this_second(&self) -> bool {
+        self.count == MAX_UPLINKS_PER_SECOND + 1
+    }
+}
+
 /// The next packet id after `last` that no unacknowledged publish uses (never 0).
 fn next_free_pkid(last: u16, inflight: &HashMap<u16, Option<oneshot::Sender<()>>>) -> u16 {
     let mut id = last;
@@ -333,5 +368,24 @@ fn next_free_pkid(last: u16, inflight: &HashMap<u16, Option<oneshot::Sender<()>>
         if id != 0 && !inflight.contains_key(&id) {
             return id;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifty_uplinks_a_second_pass_and_the_window_resets() {
+        let t0 = tokio::time::Instant::now();
+        let mut rate = UplinkRate::default();
+        for _ in 0..MAX_UPLINKS_PER_SECOND {
+            assert!(rate.admit(t0));
+        }
+        assert!(!rate.admit(t0 + Duration::from_millis(999)));
+        assert!(rate.first_drop_this_second());
+        assert!(!rate.admit(t0 + Duration::from_millis(999)));
+        assert!(!rate.first_drop_this_second());
+        assert!(rate.admit(t0 + Duration::from_secs(1)));
     }
 }
