@@ -213,6 +213,27 @@ impl Hub {
         Ok(rx)
     }
 
+    /// Queues a publish without waiting for room: for the connection's own task.
+    fn try_publish(
+        &self,
+        key: &DeviceKey,
+        topic: String,
+        payload: Bytes,
+    ) -> Result<(), ChannelError> {
+        let handle = self.session(key).ok_or(ChannelError::Offline)?;
+        let qos = Self::delivery_qos(&handle, &key.1, &topic)
+            .ok_or_else(|| ChannelError::NotSubscribed(topic.clone()))?;
+        handle
+            .outbound
+            .try_send(Outbound::Publish {
+                topic,
+                payload,
+                qos,
+                acked: None,
+            })
+            .map_err(|_| ChannelError::ConnectionLost("the device's queue is full".into()))
+    }
+
     /// Publishes a request and waits for the answer carrying its request id.
     async fn request(
         &self,
@@ -504,10 +525,9 @@ impl Hub {
                 };
                 let answer = payloads::shadow_response(&key.1, &shadow, service_id.as_deref());
                 let topic = topics::shadow_get_response(&key.1, &request_id);
-                if let Err(e) = self
-                    .publish(key, topic, Bytes::from(answer.to_string()))
-                    .await
-                {
+                // Not awaited on the queue: this runs on the connection's own task, which
+                // is the one that drains it.
+                if let Err(e) = self.try_publish(key, topic, Bytes::from(answer.to_string())) {
                     tracing::debug!(device_id = %key.1, error = %e, "shadow answer not sent");
                 }
             }
