@@ -470,7 +470,13 @@ fn apply_desired(
             Ok(p) => p,
             Err(r) => return Ok(Err(r)),
         };
-        let section = stored_object(service, &service.desired_json)?;
+        // An empty object clears the whole section (IoTDA `UpdateDesired`: "to delete
+        // the whole desired, send an empty object").
+        let section = if patch.is_empty() {
+            Map::new()
+        } else {
+            stored_object(service, &service.desired_json)?
+        };
         let Some(text) = merge(section, patch, true) else {
             return Ok(Err(ShadowRefusal::TooLarge));
         };

@@ -99,7 +99,8 @@ pub struct ShadowService {
 }
 
 /// A desired-section update of one service: each property is set, a JSON `null` removes
-/// it (IoTDA `UpdateDesired`).
+/// it, an empty object clears the section (IoTDA `UpdateDesired`). Every accepted update
+/// bumps the service's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredUpdate {
     pub service_id: String,

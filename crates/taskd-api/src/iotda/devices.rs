@@ -60,7 +60,7 @@ pub(crate) struct UpdateDeviceBody {
     auth_info: Option<UpdateAuthInfoBody>,
 }
 
-fn required_body(body: &Bytes) -> Result<(), IotdaError> {
+pub(super) fn required_body(body: &Bytes) -> Result<(), IotdaError> {
     if body.is_empty() {
         return Err(IotdaError::MalformedBody("A JSON body is required.".into()));
     }
@@ -87,7 +87,7 @@ fn timeout(t: Option<i64>) -> Result<Option<u32>, IotdaError> {
 }
 
 /// A device id from the path: malformed is a 400; well-formed and unknown a 404 (later).
-fn path_device_id(raw: &str) -> Result<&str, IotdaError> {
+pub(super) fn path_device_id(raw: &str) -> Result<&str, IotdaError> {
     if !is_word_id(raw, MAX_DEVICE_ID_CHARS) {
         return Err(invalid(format!(
             "device_id must be 1-{MAX_DEVICE_ID_CHARS} letters, digits, '_' or '-'."

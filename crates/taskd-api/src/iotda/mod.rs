@@ -5,6 +5,8 @@
 //! * `files`: upload, list and delete batch-task files (xlsx/xls).
 //! * `devices`: add, show, list, update, delete, freeze, unfreeze.
 //! * `device_groups`: add, show, list, delete static groups; add and remove members.
+//! * `shadows`: show a device's shadow, update its desired sections.
+//! * `messages`: list and show the messages sent to a device.
 //! * `wire`: IoTDA's status words and JSON shapes; `validate`: its patterns and limits;
 //!   `error`: its envelope. Nothing here stores task data of its own.
 
@@ -13,6 +15,8 @@ pub(crate) mod device_groups;
 pub(crate) mod devices;
 pub mod error;
 mod files;
+pub(crate) mod messages;
+pub(crate) mod shadows;
 pub mod task_file;
 pub mod validate;
 pub mod wire;
@@ -76,6 +80,18 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/v5/iot/{project_id}/devices/{device_id}/unfreeze",
             post(devices::unfreeze),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/shadow",
+            get(shadows::show).put(shadows::update_desired),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/messages",
+            get(messages::list),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/messages/{message_id}",
+            get(messages::show),
         )
         .route(
             "/v5/iot/{project_id}/device-group",

@@ -387,6 +387,16 @@ pub async fn channel_shadow_desired_and_reported(store: Arc<dyn Store>) {
     assert_eq!(temp.desired_event_time, Some(at(2)));
     assert_eq!(after[0].version, 1, "other services untouched");
 
+    // An empty object clears the section.
+    let cleared = store
+        .shadow_update_desired(&s, &id, vec![desired("door", json!({}), None)], at(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(section(&cleared[0].desired_json), json!({}));
+    assert_eq!(cleared[0].version, 2);
+    let after = cleared;
+
     // A stale version refuses the whole update.
     assert_eq!(
         store
@@ -394,7 +404,7 @@ pub async fn channel_shadow_desired_and_reported(store: Arc<dyn Store>) {
                 &s,
                 &id,
                 vec![
-                    desired("door", json!({"open": true}), Some(1)),
+                    desired("door", json!({"open": true}), Some(2)),
                     desired("temp", json!({"target": 30}), Some(1)),
                 ],
                 at(3),
