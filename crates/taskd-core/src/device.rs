@@ -20,7 +20,9 @@ pub const MAX_GROUP_DEPTH: i64 = 5;
 pub const MAX_SUB_DEVICE_LEVEL: i64 = 2;
 
 /// A device's status as IoTDA reports it. A registered device that never connected is
-/// `Inactive`; taskd has no device connections, so only freezing changes it.
+/// `Inactive`; its first MQTT connection makes it `Online`, and it is `Offline` after its
+/// connection ends. Freezing makes it `Frozen` (keeping the status to return to, which
+/// connections still change: a frozen device's connection ending leaves it `Offline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeviceStatus {
     Online,
@@ -124,6 +126,14 @@ pub struct Device {
     pub status: DeviceStatus,
     /// The status a frozen device returns to when unfrozen.
     pub status_before_freeze: Option<DeviceStatus>,
+    /// Versions the device reported over its connection (`$ota`, `$sdk_info`).
+    pub fw_version: Option<String>,
+    pub sw_version: Option<String>,
+    pub device_sdk_version: Option<String>,
+    /// Its first connection (IoTDA `active_time`).
+    pub active_time: Option<Timestamp>,
+    /// Its last change between ONLINE and OFFLINE.
+    pub connection_status_update_time: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -217,6 +227,14 @@ impl std::fmt::Debug for Device {
             .field("extension_info_json", &self.extension_info_json)
             .field("status", &self.status)
             .field("status_before_freeze", &self.status_before_freeze)
+            .field("fw_version", &self.fw_version)
+            .field("sw_version", &self.sw_version)
+            .field("device_sdk_version", &self.device_sdk_version)
+            .field("active_time", &self.active_time)
+            .field(
+                "connection_status_update_time",
+                &self.connection_status_update_time,
+            )
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .finish()

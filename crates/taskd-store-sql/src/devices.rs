@@ -14,7 +14,8 @@ macro_rules! device_columns {
         "id, project_id, instance_id, device_id, node_id, product_id, device_name, \
          description, gateway_id, root_id, level, app_id, auth_type, secret, fingerprint, \
          secure_access, timeout, extension_info_json, status, status_before_freeze, \
-         created_at, updated_at"
+         fw_version, sw_version, device_sdk_version, active_time, \
+         connection_status_update_time, created_at, updated_at"
     };
 }
 
@@ -51,6 +52,11 @@ pub struct DeviceRow {
     extension_info_json: Option<String>,
     status: String,
     status_before_freeze: Option<String>,
+    fw_version: Option<String>,
+    sw_version: Option<String>,
+    device_sdk_version: Option<String>,
+    active_time: Option<i64>,
+    connection_status_update_time: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -90,6 +96,11 @@ impl DeviceRow {
             fingerprint: self.fingerprint,
             secure_access: self.secure_access,
             extension_info_json: self.extension_info_json,
+            fw_version: self.fw_version,
+            sw_version: self.sw_version,
+            device_sdk_version: self.device_sdk_version,
+            active_time: self.active_time.map(Timestamp),
+            connection_status_update_time: self.connection_status_update_time.map(Timestamp),
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.updated_at),
         })

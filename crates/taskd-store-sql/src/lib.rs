@@ -1,9 +1,9 @@
 //! The store logic of every SQL backend, written once: [`SqlStore`] is the
 //! [`taskd_store::Store`] of any backend that implements [`driver::Driver`] (SQLite and
 //! PostgreSQL today). The use-case modules ([`tasks`], [`control`], [`run`], [`registry`],
-//! [`operations`], [`legacy`], [`files`], [`credentials`]) say what to read, what to
-//! refuse, in which order to lock and write; a driver says how its database is reached
-//! and the few statements its dialect says differently ([`driver::DialectSql`]).
+//! [`channel`], [`operations`], [`legacy`], [`files`], [`credentials`]) say what to read,
+//! what to refuse, in which order to lock and write; a driver says how its database is
+//! reached and the few statements its dialect says differently ([`driver::DialectSql`]).
 //!
 //! This file holds the row types of the tables every backend has and their mapping back
 //! into `taskd_core` types (the `FromRow` derives decode from SQLite and PostgreSQL rows
@@ -13,6 +13,7 @@
 
 pub use store::SqlStore;
 
+pub mod channel;
 pub mod control;
 pub mod control_plan;
 pub mod credentials;

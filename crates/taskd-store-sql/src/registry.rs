@@ -67,6 +67,15 @@ async fn apply<D: Driver>(
     }
 }
 
+/// One device row, unlocked or locked for update (the device channel's writes).
+pub async fn load_row_locked<D: Driver>(
+    conn: &mut impl Conn,
+    scope: &TaskScope,
+    device_id: &str,
+) -> StoreResult<Option<DeviceRow>> {
+    load_row::<D>(conn, RowLock::Update, scope, device_id).await
+}
+
 pub const DEVICE_GET_SQL: &str = concat!(
     "SELECT ",
     device_columns!(),
@@ -120,7 +129,7 @@ async fn load<D: Driver>(
 
 /// The next registry id: never below the clock's floor, never below one handed out. The
 /// row lock is held until commit, so ids are handed out in commit order.
-async fn allocate(conn: &mut impl Conn, now: Timestamp) -> StoreResult<Id> {
+pub(crate) async fn allocate(conn: &mut impl Conn, now: Timestamp) -> StoreResult<Id> {
     let id = conn
         .fetch_int(
             Stmt::new(
@@ -275,8 +284,16 @@ async fn remove<D: Driver>(
     if has_children {
         return Ok(Err(RegistryRefusal::HasSubDevices));
     }
+    // What the device channel keeps of the device goes with it (its connection, if any,
+    // is closed by its node when the channel finds the device gone).
     for sql in [
         "DELETE FROM device_group_members \
+         WHERE project_id = $1 AND instance_id = $2 AND device_id = $3",
+        "DELETE FROM device_sessions \
+         WHERE project_id = $1 AND instance_id = $2 AND device_id = $3",
+        "DELETE FROM device_shadows \
+         WHERE project_id = $1 AND instance_id = $2 AND device_id = $3",
+        "DELETE FROM device_messages \
          WHERE project_id = $1 AND instance_id = $2 AND device_id = $3",
         "DELETE FROM devices WHERE project_id = $1 AND instance_id = $2 AND device_id = $3",
     ] {

@@ -90,14 +90,17 @@ pub async fn maintain<D: Driver>(
     let retries = requeue(driver, Requeue::RetriesDue, now, max_rows).await?;
     let leases = requeue(driver, Requeue::LeasesExpired, now, max_rows).await?;
     let (deadline_tasks, timed_out) = expire_deadlines(driver, now, max_rows).await?;
+    let messages_expired = crate::channel::messages_expire(driver, now, max_rows).await?;
     Ok(MaintenanceReport {
+        messages_expired,
         retries_released: retries.requeued,
         leases_expired: leases.requeued,
         leases_abandoned: leases.abandoned,
         timed_out,
         more: retries.rows == u64::from(max_rows)
             || leases.rows == u64::from(max_rows)
-            || deadline_tasks == u64::from(max_rows),
+            || deadline_tasks == u64::from(max_rows)
+            || messages_expired == u64::from(max_rows),
     })
 }
 

@@ -28,7 +28,7 @@ use taskd_store::{
 use tokio::sync::Notify;
 
 use crate::driver::{Conn, Driver, Stmt};
-use crate::{control, credentials, files, legacy, operations, registry, run, tasks};
+use crate::{channel, control, credentials, files, legacy, operations, registry, run, tasks};
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
 /// driver is (pools are shared). Derefs to the driver, for what only one backend offers
@@ -257,7 +257,9 @@ impl<D: Driver> Store for SqlStore<D> {
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
-        run::next_due(&self.driver, now).await
+        let tasks = run::next_due(&self.driver, now).await?;
+        let messages = channel::next_expiry(&self.driver).await?;
+        Ok(tasks.into_iter().chain(messages).min())
     }
 
     async fn file_insert(
@@ -469,115 +471,181 @@ impl<D: Driver> Store for SqlStore<D> {
         registry::group_members(&self.driver, scope, group_ids).await
     }
 
-    // STUBS (issue 12 seam): replaced by the store work in `channel.rs`.
-    async fn device_logins(&self, _device_id: &str) -> StoreResult<Vec<DeviceLogin>> {
-        todo!()
+    async fn device_logins(&self, device_id: &str) -> StoreResult<Vec<DeviceLogin>> {
+        if text::finds_nothing([device_id]) {
+            return Ok(Vec::new());
+        }
+        channel::device_logins(&self.driver, device_id).await
     }
+
     async fn device_session_open(
         &self,
-        _session: &DeviceSession,
+        session: &DeviceSession,
     ) -> StoreResult<Result<Option<DeviceSession>, SessionRefusal>> {
-        todo!()
+        session.check_text()?;
+        channel::session_open(&self.driver, session).await
     }
+
     async fn device_session_close(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _session_id: &str,
-        _now: Timestamp,
+        scope: &TaskScope,
+        device_id: &str,
+        session_id: &str,
+        now: Timestamp,
     ) -> StoreResult<bool> {
-        todo!()
+        if text::scope_finds_nothing(scope, [device_id, session_id]) {
+            return Ok(false);
+        }
+        channel::session_close(&self.driver, scope, device_id, session_id, now).await
     }
+
     async fn device_session_get(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
+        scope: &TaskScope,
+        device_id: &str,
     ) -> StoreResult<Option<DeviceSession>> {
-        todo!()
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(None);
+        }
+        channel::session_get(&self.driver, scope, device_id).await
     }
-    async fn device_sessions_close_node(
-        &self,
-        _node_id: &str,
-        _now: Timestamp,
-    ) -> StoreResult<u64> {
-        todo!()
+
+    async fn device_sessions_close_node(&self, node_id: &str, now: Timestamp) -> StoreResult<u64> {
+        if text::finds_nothing([node_id]) {
+            return Ok(0);
+        }
+        channel::sessions_close_node(&self.driver, node_id, now).await
     }
+
     async fn device_versions_put(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _versions: &DeviceVersions,
+        scope: &TaskScope,
+        device_id: &str,
+        versions: &DeviceVersions,
         _now: Timestamp,
     ) -> StoreResult<bool> {
-        todo!()
+        versions.check_text()?;
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(false);
+        }
+        channel::versions_put(&self.driver, scope, device_id, versions).await
     }
+
     async fn shadow_get(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
+        scope: &TaskScope,
+        device_id: &str,
     ) -> StoreResult<Option<Vec<ShadowService>>> {
-        todo!()
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(None);
+        }
+        channel::shadow_get(&self.driver, scope, device_id).await
     }
+
     async fn shadow_update_desired(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _updates: Vec<DesiredUpdate>,
-        _now: Timestamp,
+        scope: &TaskScope,
+        device_id: &str,
+        updates: Vec<DesiredUpdate>,
+        now: Timestamp,
     ) -> StoreResult<Result<Vec<ShadowService>, ShadowRefusal>> {
-        todo!()
+        for u in &updates {
+            u.check_text()?;
+        }
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(ShadowRefusal::DeviceNotFound));
+        }
+        channel::shadow_update_desired(&self.driver, scope, device_id, updates, now).await
     }
+
     async fn shadow_report(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _reported: Vec<ReportedProperties>,
-        _now: Timestamp,
+        scope: &TaskScope,
+        device_id: &str,
+        reported: Vec<ReportedProperties>,
+        now: Timestamp,
     ) -> StoreResult<Result<Vec<ShadowService>, ShadowRefusal>> {
-        todo!()
+        for r in &reported {
+            r.check_text()?;
+        }
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Err(ShadowRefusal::DeviceNotFound));
+        }
+        channel::shadow_report(&self.driver, scope, device_id, reported, now).await
     }
+
     async fn message_insert(
         &self,
-        _message: NewDeviceMessage,
-        _now: Timestamp,
+        message: NewDeviceMessage,
+        now: Timestamp,
     ) -> StoreResult<Result<DeviceMessage, MessageRefusal>> {
-        todo!()
+        message.check_text()?;
+        channel::message_insert(&self.driver, message, now).await
     }
+
     async fn message_get(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _message_id: &str,
+        scope: &TaskScope,
+        device_id: &str,
+        message_id: &str,
     ) -> StoreResult<Option<DeviceMessage>> {
-        todo!()
+        if text::scope_finds_nothing(scope, [device_id, message_id]) {
+            return Ok(None);
+        }
+        channel::message_get(&self.driver, scope, device_id, message_id).await
     }
+
     async fn message_list(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _limit: u32,
+        scope: &TaskScope,
+        device_id: &str,
+        limit: u32,
     ) -> StoreResult<Vec<DeviceMessage>> {
-        todo!()
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Vec::new());
+        }
+        channel::message_list(&self.driver, scope, device_id, limit).await
     }
+
     async fn message_finish(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _message_id: &str,
-        _status: MessageStatus,
-        _error: Option<(String, String)>,
-        _now: Timestamp,
+        scope: &TaskScope,
+        device_id: &str,
+        message_id: &str,
+        status: MessageStatus,
+        error: Option<(String, String)>,
+        now: Timestamp,
     ) -> StoreResult<bool> {
-        todo!()
+        if let Some((code, msg)) = &error {
+            text::check("error_code", code)?;
+            text::check("error_msg", msg)?;
+        }
+        if text::scope_finds_nothing(scope, [device_id, message_id]) {
+            return Ok(false);
+        }
+        channel::message_finish(
+            &self.driver,
+            scope,
+            device_id,
+            message_id,
+            status,
+            error,
+            now,
+        )
+        .await
     }
+
     async fn messages_pending(
         &self,
-        _scope: &TaskScope,
-        _device_id: &str,
-        _now: Timestamp,
-        _limit: u32,
+        scope: &TaskScope,
+        device_id: &str,
+        now: Timestamp,
+        limit: u32,
     ) -> StoreResult<Vec<DeviceMessage>> {
-        todo!()
+        if text::scope_finds_nothing(scope, [device_id]) {
+            return Ok(Vec::new());
+        }
+        channel::messages_pending(&self.driver, scope, device_id, now, limit).await
     }
 
     async fn legacy_app_put(&self, app: &LegacyApp) -> StoreResult<()> {

@@ -78,6 +78,8 @@ pub const MAX_VERSION_CHARS: usize = 256;
 /// services, and the product model bounds the rest; taskd has no product model, so this
 /// bounds what reports can add).
 pub const MAX_SHADOW_SERVICES: usize = 64;
+/// A service id (IoTDA: 1-64 characters); a longer one is [`ShadowRefusal::TooLarge`].
+pub const MAX_SERVICE_ID_CHARS: usize = 64;
 /// The JSON text of one service's desired or reported properties (IoTDA: 10 KB for a
 /// shadow document; taskd keeps each section to this).
 pub const MAX_SHADOW_SECTION_BYTES: usize = 10 * 1024;
@@ -97,7 +99,8 @@ pub struct ShadowService {
 }
 
 /// A desired-section update of one service: each property is set, a JSON `null` removes
-/// it (IoTDA `UpdateDesired`).
+/// it, an empty object clears the section (IoTDA `UpdateDesired`). Every accepted update
+/// bumps the service's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredUpdate {
     pub service_id: String,

@@ -21,6 +21,7 @@
 //! The suite drives state only through the trait: control ops, and claims, heartbeats and
 //! results as an executor would (`run`), so it reaches every state.
 
+mod channel;
 mod control;
 mod credentials;
 mod devices;
@@ -44,6 +45,7 @@ use crate::{
     TaskControlOutcome, TaskControlParams, TaskFilter, TaskInsertParams, TaskListParams,
 };
 
+pub use channel::*;
 pub use control::*;
 pub use credentials::*;
 pub use devices::*;
@@ -122,6 +124,17 @@ macro_rules! store_conformance_tests {
             text_with_nul_is_refused_and_writes_nothing,
             text_lookups_by_nul_find_nothing,
             text_control_characters_round_trip,
+            channel_logins_span_scopes,
+            channel_sessions_open_replace_and_close,
+            channel_frozen_devices_and_sessions,
+            channel_sessions_close_node,
+            channel_versions,
+            channel_shadow_desired_and_reported,
+            channel_shadow_refusals_write_nothing,
+            channel_messages_round_trip,
+            channel_messages_expire_by_maintenance,
+            channel_messages_pending_cap,
+            channel_device_delete_takes_its_channel_rows,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -39,9 +39,10 @@ pub use legacy::{
 
 pub use channel::{
     DesiredUpdate, DeviceLogin, DeviceMessage, DeviceSession, DeviceVersions,
-    MAX_MESSAGES_PER_DEVICE, MAX_PENDING_MESSAGES_PER_DEVICE, MAX_SHADOW_SECTION_BYTES,
-    MAX_SHADOW_SERVICES, MAX_VERSION_CHARS, MessageRefusal, MessageStatus, NewDeviceMessage,
-    ReportedProperties, SessionRefusal, ShadowRefusal, ShadowService,
+    MAX_MESSAGES_PER_DEVICE, MAX_PENDING_MESSAGES_PER_DEVICE, MAX_SERVICE_ID_CHARS,
+    MAX_SHADOW_SECTION_BYTES, MAX_SHADOW_SERVICES, MAX_VERSION_CHARS, MessageRefusal,
+    MessageStatus, NewDeviceMessage, ReportedProperties, SessionRefusal, ShadowRefusal,
+    ShadowService,
 };
 
 pub use registry::{
@@ -353,6 +354,8 @@ pub struct MaintenanceReport {
     pub leases_abandoned: u64,
     /// Unfinished sub-tasks of tasks past their deadline, ended as failed (`TIMEOUT`).
     pub timed_out: u64,
+    /// Pending device messages whose `expires_at` came, ended as `Timeout`.
+    pub messages_expired: u64,
     /// The pass stopped at its row bound; call again.
     pub more: bool,
 }
@@ -481,7 +484,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// The earliest future moment something becomes due (a schedule time, a retry, a
-    /// lease expiry, a task deadline), so the runner can sleep until then.
+    /// lease expiry, a task deadline, a pending device message's expiry), so the runner
+    /// can sleep until then.
     async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
 
     // ---- task files -------------------------------------------------------------------

@@ -19,8 +19,9 @@ use taskd_core::{
 };
 
 use crate::{
-    ClaimParams, DeviceAttributes, DeviceEffect, LeaderParams, LegacyApp, LegacyOperation,
-    LegacyTokens, ReportParams, RunOutcome, StoreError, StoreResult, TaskInsertParams,
+    ClaimParams, DesiredUpdate, DeviceAttributes, DeviceEffect, DeviceSession, DeviceVersions,
+    LeaderParams, LegacyApp, LegacyOperation, LegacyTokens, NewDeviceMessage, ReportParams,
+    ReportedProperties, RunOutcome, StoreError, StoreResult, TaskInsertParams,
 };
 
 /// Whether `s` holds the character no store keeps.
@@ -246,6 +247,52 @@ impl StoredText for DeviceAttributes {
         check_opt("deviceType", &self.device_type)?;
         check_opt("model", &self.model)?;
         check_opt("manufacturerName", &self.manufacturer_name)
+    }
+}
+
+impl StoredText for DeviceSession {
+    fn check_text(&self) -> StoreResult<()> {
+        self.scope.check_text()?;
+        check("device_id", &self.device_id)?;
+        check("session_id", &self.session_id)?;
+        check("node_id", &self.node_id)
+    }
+}
+
+impl StoredText for DeviceVersions {
+    fn check_text(&self) -> StoreResult<()> {
+        check_opt("fw_version", &self.fw_version)?;
+        check_opt("sw_version", &self.sw_version)?;
+        check_opt("device_sdk_version", &self.device_sdk_version)
+    }
+}
+
+impl StoredText for DesiredUpdate {
+    fn check_text(&self) -> StoreResult<()> {
+        check("service_id", &self.service_id)?;
+        check("desired", &self.desired_json)
+    }
+}
+
+impl StoredText for ReportedProperties {
+    fn check_text(&self) -> StoreResult<()> {
+        check("service_id", &self.service_id)?;
+        check("properties", &self.properties_json)
+    }
+}
+
+impl StoredText for NewDeviceMessage {
+    fn check_text(&self) -> StoreResult<()> {
+        self.scope.check_text()?;
+        check("device_id", &self.device_id)?;
+        check("message_id", &self.message_id)?;
+        check_opt("name", &self.name)?;
+        check("message", &self.message_json)?;
+        check("encoding", &self.encoding)?;
+        check("payload_format", &self.payload_format)?;
+        check_opt("topic", &self.topic)?;
+        check_opt("topic_full_name", &self.topic_full_name)?;
+        check_opt("properties", &self.properties_json)
     }
 }
 

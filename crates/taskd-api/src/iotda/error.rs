@@ -10,7 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use taskd_engine::{EngineError, SubTaskErrorKind};
-use taskd_store::{RegistryRefusal, StoreError};
+use taskd_store::{
+    MAX_SERVICE_ID_CHARS, MAX_SHADOW_SECTION_BYTES, MAX_SHADOW_SERVICES, RegistryRefusal,
+    ShadowRefusal, StoreError,
+};
 
 use crate::auth::AuthError;
 use crate::refusal::Refusal;
@@ -67,6 +70,10 @@ pub enum IotdaError {
     /// 400 IOTDA.014606.
     #[error("The file has no header row or no data rows.")]
     FileEmpty,
+    /// 404: no message with this id for the device. Huawei's code for it is not
+    /// documented; taskd's own, in IoTDA's range (docs/device-channel.md).
+    #[error("The device message does not exist.")]
+    MessageNotFound,
     /// The device registry refused (device or group not found, exists, frozen, limits);
     /// the code is the refusal's, the status is decided below.
     #[error("{0}")]
@@ -154,6 +161,7 @@ impl IotdaError {
             DeviceTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "IOTDA.014111"),
             MessageExists(_) => (StatusCode::BAD_REQUEST, "IOTDA.014015"),
             TooManyPendingMessages(_) => (StatusCode::FORBIDDEN, "IOTDA.014017"),
+            MessageNotFound => (StatusCode::NOT_FOUND, "IOTDA.014902"),
         }
     }
 }
@@ -225,6 +233,27 @@ impl From<StoreError> for IotdaError {
             // Input validation missed a NUL; the store refused it and wrote nothing.
             StoreError::InvalidText(_) => IotdaError::InvalidInput(e.to_string()),
             e => IotdaError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ShadowRefusal> for IotdaError {
+    fn from(r: ShadowRefusal) -> Self {
+        match r {
+            ShadowRefusal::DeviceNotFound => RegistryRefusal::DeviceNotFound.into(),
+            ShadowRefusal::VersionConflict { service_id, stored } => {
+                IotdaError::InvalidInput(format!(
+                    "shadow.version of service {service_id} is not its current version {stored}."
+                ))
+            }
+            ShadowRefusal::TooLarge => IotdaError::InvalidInput(format!(
+                "The shadow would exceed its limits: {MAX_SHADOW_SERVICES} services, \
+                 {MAX_SHADOW_SECTION_BYTES} bytes per section, service_id of \
+                 {MAX_SERVICE_ID_CHARS} characters."
+            )),
+            ShadowRefusal::NotAnObject => {
+                IotdaError::InvalidInput("shadow.desired must be a JSON object.".into())
+            }
         }
     }
 }

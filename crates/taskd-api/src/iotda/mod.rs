@@ -7,6 +7,8 @@
 //! * `device_requests`: commands, property set/get and messages for connected devices,
 //!   through the device channel (`AppState::devices`).
 //! * `device_groups`: add, show, list, delete static groups; add and remove members.
+//! * `shadows`: show a device's shadow, update its desired sections.
+//! * `messages`: list and show the messages sent to a device.
 //! * `wire`: IoTDA's status words and JSON shapes; `validate`: its patterns and limits;
 //!   `error`: its envelope. Nothing here stores task data of its own.
 
@@ -16,6 +18,8 @@ pub mod device_requests;
 pub(crate) mod devices;
 pub mod error;
 mod files;
+pub(crate) mod messages;
+pub(crate) mod shadows;
 pub mod task_file;
 pub mod validate;
 pub mod wire;
@@ -90,7 +94,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route(
             "/v5/iot/{project_id}/devices/{device_id}/messages",
-            post(device_requests::create_message),
+            get(messages::list).post(device_requests::create_message),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/shadow",
+            get(shadows::show).put(shadows::update_desired),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/messages/{message_id}",
+            get(messages::show),
         )
         .route(
             "/v5/iot/{project_id}/device-group",

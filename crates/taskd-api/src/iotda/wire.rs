@@ -4,9 +4,10 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 use taskd_core::{Device, DeviceGroup, Progress, SubTask, SubTaskState, Task, TaskState};
+use taskd_store::{DeviceMessage, MessageStatus, ShadowService};
 
 use super::error::sub_task_error_code;
-use crate::wire_time::format_compact;
+use crate::wire_time::{format_compact, format_iso_millis};
 
 /// IoTDA's word for a task state (`Waitting` is spelled as Huawei spells it).
 pub fn task_status_word(s: TaskState) -> &'static str {
@@ -268,8 +269,9 @@ pub struct AuthInfoView {
 }
 
 /// A device as AddDevice, ShowDevice and UpdateDevice answer it, fields in the SDK's
-/// order (`ShowDeviceResponse`). Fields taskd has no data for (versions, product name,
-/// connection times, tags, modules) are left out: the SDK reads them as `None`.
+/// order (`ShowDeviceResponse`). Fields taskd has no data for (product name, tags,
+/// modules), and versions and connection times until the device reports or connects,
+/// are left out: the SDK reads them as `None`.
 #[derive(Serialize)]
 pub struct DeviceView {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,10 +284,22 @@ pub struct DeviceView {
     pub node_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fw_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sw_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_sdk_version: Option<String>,
     pub auth_info: AuthInfoView,
     pub product_id: String,
     pub status: &'static str,
+    /// `yyyyMMdd'T'HHmmss'Z'`, unlike the two times after it (`yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`):
+    /// the SDK model documents them so.
     pub create_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_status_update_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extension_info: Option<Box<RawValue>>,
 }
@@ -301,6 +315,9 @@ impl DeviceView {
             device_name: d.device_name.clone(),
             node_type: node_type_word(d),
             description: d.description.clone(),
+            fw_version: d.fw_version.clone(),
+            sw_version: d.sw_version.clone(),
+            device_sdk_version: d.device_sdk_version.clone(),
             auth_info: AuthInfoView {
                 auth_type: d.auth_type.as_str(),
                 secret: None,
@@ -311,6 +328,8 @@ impl DeviceView {
             product_id: d.product_id.clone(),
             status: d.status.as_str(),
             create_time: format_compact(d.created_at),
+            connection_status_update_time: d.connection_status_update_time.map(format_iso_millis),
+            active_time: d.active_time.map(format_iso_millis),
             extension_info: raw(&d.extension_info_json),
         }
     }
@@ -336,6 +355,12 @@ pub struct DeviceSummaryView {
     pub node_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fw_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sw_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_sdk_version: Option<String>,
     pub product_id: String,
     pub status: &'static str,
 }
@@ -350,6 +375,9 @@ impl From<&Device> for DeviceSummaryView {
             device_name: d.device_name.clone(),
             node_type: node_type_word(d),
             description: d.description.clone(),
+            fw_version: d.fw_version.clone(),
+            sw_version: d.sw_version.clone(),
+            device_sdk_version: d.device_sdk_version.clone(),
             product_id: d.product_id.clone(),
             status: d.status.as_str(),
         }
@@ -394,4 +422,136 @@ impl From<&DeviceGroup> for DeviceGroupView {
 pub struct ListDeviceGroupsView {
     pub device_groups: Vec<DeviceGroupView>,
     pub page: PageView,
+}
+
+// ---- device shadows (ShowDeviceShadow, UpdateDeviceShadowDesiredData) ----------------------
+
+/// `DeviceShadowProperties`: a section and when it last changed (`yyyyMMdd'T'HHmmss'Z'`).
+#[derive(Serialize)]
+pub struct ShadowPropertiesView {
+    pub properties: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+}
+
+impl ShadowPropertiesView {
+    fn of(json: &str, event_time: Option<taskd_core::Timestamp>) -> Self {
+        ShadowPropertiesView {
+            // Stored sections are JSON objects the store wrote itself.
+            properties: RawValue::from_string(json.to_owned()).unwrap_or_else(|_| empty_object()),
+            event_time: event_time.map(format_compact),
+        }
+    }
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("{} is JSON")
+}
+
+/// `DeviceShadowData`: one service of a shadow.
+#[derive(Serialize)]
+pub struct ShadowServiceView {
+    pub service_id: String,
+    pub desired: ShadowPropertiesView,
+    pub reported: ShadowPropertiesView,
+    pub version: i64,
+}
+
+impl From<&ShadowService> for ShadowServiceView {
+    fn from(s: &ShadowService) -> Self {
+        ShadowServiceView {
+            service_id: s.service_id.clone(),
+            desired: ShadowPropertiesView::of(&s.desired_json, s.desired_event_time),
+            reported: ShadowPropertiesView::of(&s.reported_json, s.reported_event_time),
+            version: s.version,
+        }
+    }
+}
+
+/// ShowDeviceShadow and UpdateDeviceShadowDesiredData responses.
+#[derive(Serialize)]
+pub struct DeviceShadowView {
+    pub device_id: String,
+    pub shadow: Vec<ShadowServiceView>,
+}
+
+impl DeviceShadowView {
+    pub fn of(device_id: &str, shadow: &[ShadowService]) -> Self {
+        DeviceShadowView {
+            device_id: device_id.to_owned(),
+            shadow: shadow.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+// ---- device messages (ListDeviceMessages, ShowDeviceMessage) -------------------------------
+
+/// IoTDA's message status words (`DeviceMessage.status`).
+pub fn message_status_word(s: MessageStatus) -> &'static str {
+    match s {
+        MessageStatus::Pending => "PENDING",
+        MessageStatus::Delivered => "DELIVERED",
+        MessageStatus::Failed => "FAILED",
+        MessageStatus::Timeout => "TIMEOUT",
+    }
+}
+
+/// `ErrorInfoDTO`.
+#[derive(Serialize)]
+pub struct MessageErrorView {
+    pub error_code: String,
+    pub error_msg: String,
+}
+
+/// `DeviceMessage` (also the ShowDeviceMessage response), fields in the SDK's order. Times
+/// are `yyyyMMdd'T'HHmmss'Z'`; `finished_time` once the message is final.
+#[derive(Serialize)]
+pub struct DeviceMessageView {
+    pub message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub message: Box<RawValue>,
+    pub encoding: String,
+    pub payload_format: String,
+    /// The user's topic suffix, or else the full topic the message was sent on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub properties: Option<Box<RawValue>>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_info: Option<MessageErrorView>,
+    pub created_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_time: Option<String>,
+}
+
+impl From<&DeviceMessage> for DeviceMessageView {
+    fn from(m: &DeviceMessage) -> Self {
+        let n = &m.message;
+        DeviceMessageView {
+            message_id: n.message_id.clone(),
+            name: n.name.clone(),
+            message: RawValue::from_string(n.message_json.clone())
+                .unwrap_or_else(|_| empty_object()),
+            encoding: n.encoding.clone(),
+            payload_format: n.payload_format.clone(),
+            topic: n.topic.clone().or_else(|| n.topic_full_name.clone()),
+            properties: raw(&n.properties_json),
+            status: message_status_word(m.status),
+            error_info: m.error.as_ref().map(|(code, msg)| MessageErrorView {
+                error_code: code.clone(),
+                error_msg: msg.clone(),
+            }),
+            created_time: format_compact(m.created_at),
+            finished_time: m.finished_at.map(format_compact),
+        }
+    }
+}
+
+/// ListDeviceMessages response.
+#[derive(Serialize)]
+pub struct ListDeviceMessagesView {
+    pub device_id: String,
+    pub messages: Vec<DeviceMessageView>,
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod batch_tasks;
+mod device_channel;
 mod devices;
 mod envelopes;
 mod files;
