@@ -55,7 +55,9 @@ class Device:
         if ca_file:
             # TLS 1.2 with the server's CA, as the official SDKs connect to 8883.
             import ssl
-            self.client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLSv1_2)
+            ctx = ssl.create_default_context(cafile=ca_file)
+            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            self.client.tls_set_context(ctx)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

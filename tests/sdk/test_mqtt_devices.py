@@ -322,7 +322,7 @@ def test_batch_commands_messages_and_shadows_run_on_real_connections(device_serv
         online(dapi, ok_id)
         online(dapi, bad_id)
         created = dapi.client.create_batch_task(CreateBatchTaskRequest(body=CreateBatchTask(
-            task_name="reboot-all", task_type="createCommands",
+            task_name="reboot_all", task_type="createCommands",
             targets=[ok_id, bad_id, offline_id, "prod_not_registered"],
             document={"service_id": "Switch", "command_name": "REBOOT", "paras": {"delay": 0}})))
         task = wait_until(lambda: (t := task_of(dapi, created.task_id)).batchtask.status in ("Success", "Fail",
@@ -336,13 +336,13 @@ def test_batch_commands_messages_and_shadows_run_on_real_connections(device_serv
         assert details["prod_not_registered"].error.error_code == "IOTDA.014000"
 
         created = dapi.client.create_batch_task(CreateBatchTaskRequest(body=CreateBatchTask(
-            task_name="hello-all", task_type="createMessages", targets=[ok_id],
+            task_name="hello_all", task_type="createMessages", targets=[ok_id],
             document={"message": "batch hello", "name": "b"})))
         wait_until(lambda: task_of(dapi, created.task_id).batchtask.status == "Success", "createMessages Success")
         ok.wait_message(lambda t, p: t.endswith("/sys/messages/down") and b"batch hello" in p)
 
         created = dapi.client.create_batch_task(CreateBatchTaskRequest(body=CreateBatchTask(
-            task_name="shadow-all", task_type="updateDeviceShadows", targets=[ok_id],
+            task_name="shadow_all", task_type="updateDeviceShadows", targets=[ok_id],
             document={"shadow": [{"service_id": "Switch", "desired": {"state": 9}}]})))
         wait_until(lambda: task_of(dapi, created.task_id).batchtask.status == "Success", "updateDeviceShadows")
         _, payload = ok.wait_message(lambda t, p: "/sys/properties/set/" in t)
