@@ -1,8 +1,9 @@
 //! The device channel (MQTT): who may connect, which node holds each connection, the
 //! versions devices report, shadows, and the platform-to-device messages.
 //!
-//! Locks: every write here locks the device row first (`FOR UPDATE`), then touches the
-//! device's session, shadow or message rows. The registry's device writes lock the same
+//! Locks, in the registry's order (`registry`): a message insert takes the
+//! `registry_id_allocator` row first; every write here then locks the device row
+//! (`FOR UPDATE`) before it touches the device's session, shadow or message rows. The registry's device writes lock the same
 //! row before they change or delete it, so a device deleted meanwhile is seen as gone,
 //! never half-deleted, and two writes of one device's shadow or messages take turns
 //! (the JSON merges are read-modify-write in Rust).
@@ -700,6 +701,10 @@ pub async fn message_insert<D: Driver>(
 ) -> StoreResult<Result<DeviceMessage, MessageRefusal>> {
     let scope = &m.scope;
     let mut tx = driver.begin_write().await?;
+    // The id first: the registry takes the allocator before device rows (a sub-device's
+    // insert holds it, then its gateway's row), so taking it after the device's lock could
+    // deadlock on PostgreSQL. A refusal rolls the allocation back.
+    let id = allocate(&mut tx, now).await?;
     // The device's lock serialises its inserts: the pending count and the purge below
     // see every committed message of the device.
     if load_row_locked::<D>(&mut tx, scope, &m.device_id)
@@ -726,7 +731,6 @@ pub async fn message_insert<D: Driver>(
     if pending >= MAX_PENDING_MESSAGES_PER_DEVICE {
         return tx.give_up(Err(MessageRefusal::TooManyPending)).await;
     }
-    let id = allocate(&mut tx, now).await?;
     tx.execute(
         Stmt::new(
             "INSERT INTO device_messages (project_id, instance_id, device_id, message_id, id, \
