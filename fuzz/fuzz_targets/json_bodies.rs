@@ -148,5 +148,18 @@ fn check(accepted: Accepted) {
             assert!(!v.file_id.is_empty() && v.file_id.chars().count() <= 256);
         }
         Accepted::LegacyRefresh => {}
+        Accepted::ShadowDesired(updates) => {
+            assert!((1..=5).contains(&updates.len()));
+            for u in &updates {
+                let n = u.service_id.chars().count();
+                assert!((1..=taskd_store::MAX_SERVICE_ID_CHARS).contains(&n));
+                json_object(
+                    &Some(u.desired_json.clone()),
+                    taskd_store::MAX_SHADOW_SECTION_BYTES,
+                    "desired",
+                );
+                assert!(u.expected_version.is_none_or(|v| v >= 0));
+            }
+        }
     }
 }

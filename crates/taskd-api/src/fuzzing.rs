@@ -14,7 +14,7 @@ use taskd_core::{
     DeviceUpdate, NewDevice, NewDeviceGroup, NewTask, RetryPolicy, TaskScope, Timestamp,
 };
 use taskd_engine::{ClaimRequest, NewOperation, TargetSource};
-use taskd_store::{DeviceAttributes, PageRequest};
+use taskd_store::{DesiredUpdate, DeviceAttributes, PageRequest};
 
 pub use crate::iotda::task_file::{Limits, Sheet, read_task_file};
 pub use crate::legacy::validate::{Targets as LegacyTargets, ValidCreate as LegacyCreate};
@@ -79,10 +79,12 @@ pub enum JsonBody {
     LegacyCreateUpgradeTask,
     /// Legacy token refresh.
     LegacyRefreshToken,
+    /// IoTDA `UpdateDeviceShadowDesiredData`.
+    IotdaUpdateShadowDesired,
 }
 
 impl JsonBody {
-    pub const ALL: [JsonBody; 12] = [
+    pub const ALL: [JsonBody; 13] = [
         JsonBody::IotdaCreateBatchTask,
         JsonBody::IotdaControlTargets,
         JsonBody::IotdaAddDevice,
@@ -95,6 +97,7 @@ impl JsonBody {
         JsonBody::NativeDeviceAttributes,
         JsonBody::LegacyCreateUpgradeTask,
         JsonBody::LegacyRefreshToken,
+        JsonBody::IotdaUpdateShadowDesired,
     ];
 }
 
@@ -116,6 +119,7 @@ pub enum Accepted {
     Attributes(DeviceAttributes),
     LegacyTask(Box<LegacyCreate>),
     LegacyRefresh,
+    ShadowDesired(Vec<DesiredUpdate>),
 }
 
 /// Reads `body` as `kind`'s handler does, up to the point where it would call the engine
@@ -190,6 +194,11 @@ pub fn json_body(kind: JsonBody, body: &[u8], now: Timestamp) -> Result<Accepted
             serde_json::from_slice::<crate::legacy::auth::RefreshIn>(body)
                 .map(|_| Accepted::LegacyRefresh)
                 .map_err(|e| e.to_string())
+        }
+        JsonBody::IotdaUpdateShadowDesired => {
+            crate::iotda::shadows::desired_updates(parse_json(body).map_err(describe)?)
+                .map(Accepted::ShadowDesired)
+                .map_err(describe)
         }
     }
 }

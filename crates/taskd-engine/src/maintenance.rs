@@ -37,7 +37,8 @@ impl Engine {
     }
 
     /// One full maintenance pass at the clock's now: due retries and expired leases go
-    /// back to the queue, in bounded transactions until nothing is left.
+    /// back to the queue, pending device messages past their expiry time out, in bounded
+    /// transactions until nothing is left.
     pub async fn maintain(&self) -> EngineResult<MaintenanceReport> {
         let now = self.now();
         let mut total = MaintenanceReport::default();
@@ -50,6 +51,7 @@ impl Engine {
             total.leases_expired += pass.leases_expired;
             total.leases_abandoned += pass.leases_abandoned;
             total.timed_out += pass.timed_out;
+            total.messages_expired += pass.messages_expired;
             if !pass.more {
                 break;
             }
@@ -63,6 +65,12 @@ impl Engine {
                 "maintenance requeued sub-tasks"
             );
             self.wake();
+        }
+        if total.messages_expired > 0 {
+            tracing::info!(
+                messages_expired = total.messages_expired,
+                "device messages timed out undelivered"
+            );
         }
         if total.leases_abandoned > 0 {
             tracing::warn!(

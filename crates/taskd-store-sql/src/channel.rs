@@ -1,8 +1,9 @@
 //! The device channel (MQTT): who may connect, which node holds each connection, the
 //! versions devices report, shadows, and the platform-to-device messages.
 //!
-//! Locks: every write here locks the device row first (`FOR UPDATE`), then touches the
-//! device's session, shadow or message rows. The registry's device writes lock the same
+//! Locks, in the registry's order (`registry`): a message insert takes the
+//! `registry_id_allocator` row first; every write here then locks the device row
+//! (`FOR UPDATE`) before it touches the device's session, shadow or message rows. The registry's device writes lock the same
 //! row before they change or delete it, so a device deleted meanwhile is seen as gone,
 //! never half-deleted, and two writes of one device's shadow or messages take turns
 //! (the JSON merges are read-modify-write in Rust).
@@ -20,6 +21,70 @@ use taskd_store::{
 use crate::corrupt;
 use crate::driver::{Conn, Driver, Stmt, Tx};
 use crate::registry::{allocate, load_row_locked};
+
+macro_rules! message_columns {
+    () => {
+        "id, project_id, instance_id, device_id, message_id, name, message_json, encoding, \
+         payload_format, topic, topic_full_name, properties_json, status, error_code, \
+         error_msg, created_at, finished_at, expires_at"
+    };
+}
+
+// ---- statements (pub: the SQLite backend checks their query plans) ----------------------
+
+/// Every device with the id `$1`, in any scope (index `devices_device_id`).
+pub const LOGINS_SQL: &str = "SELECT project_id, instance_id, device_id, gateway_id, auth_type, \
+     secret, secure_access, status FROM devices WHERE device_id = $1 \
+     ORDER BY project_id, instance_id";
+
+/// The sessions node `$1` holds (index `device_sessions_node`).
+pub const SESSIONS_OF_NODE_SQL: &str = "SELECT project_id, instance_id, device_id, session_id, \
+     node_id, connected_at FROM device_sessions WHERE node_id = $1 \
+     ORDER BY project_id, instance_id, device_id";
+
+/// How many pending messages a device has.
+pub const PENDING_COUNT_SQL: &str = "SELECT COUNT(*) FROM device_messages \
+     WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 AND status = 'PENDING'";
+
+/// How many messages a device has.
+pub const MESSAGE_COUNT_SQL: &str = "SELECT COUNT(*) FROM device_messages \
+     WHERE project_id = $1 AND instance_id = $2 AND device_id = $3";
+
+/// Deletes a device's `$4` oldest final messages.
+pub const PURGE_SQL: &str = "DELETE FROM device_messages WHERE id IN ( \
+     SELECT id FROM device_messages \
+     WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 \
+     AND status <> 'PENDING' ORDER BY id LIMIT $4)";
+
+/// A device's newest `$4` messages.
+pub const MESSAGE_LIST_SQL: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM device_messages \
+     WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 \
+     ORDER BY id DESC LIMIT $4"
+);
+
+/// A device's oldest `$5` pending messages unexpired at `$4`.
+pub const MESSAGES_PENDING_SQL: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM device_messages \
+     WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 \
+     AND status = 'PENDING' AND (expires_at IS NULL OR expires_at > $4) \
+     ORDER BY id LIMIT $5"
+);
+
+/// Times out up to `$2` pending messages expired at `$1` (index `device_messages_expiry`).
+pub const EXPIRE_SQL: &str = "UPDATE device_messages SET status = 'TIMEOUT', finished_at = $1 \
+     WHERE status = 'PENDING' AND id IN ( \
+     SELECT id FROM device_messages \
+     WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= $1 \
+     ORDER BY expires_at LIMIT $2)";
+
+/// The earliest expiry of a pending message.
+pub const NEXT_EXPIRY_SQL: &str = "SELECT MIN(expires_at) FROM device_messages \
+     WHERE status = 'PENDING' AND expires_at IS NOT NULL";
 
 // ---- logins and sessions -------------------------------------------------------------------
 
@@ -46,14 +111,7 @@ pub async fn device_logins<D: Driver>(
     let rows: Vec<LoginRow> = driver
         .read()
         .await?
-        .fetch_all(
-            Stmt::new(
-                "SELECT project_id, instance_id, device_id, gateway_id, auth_type, secret, \
-                 secure_access, status FROM devices WHERE device_id = $1 \
-                 ORDER BY project_id, instance_id",
-            )
-            .bind(device_id),
-        )
+        .fetch_all(Stmt::new(LOGINS_SQL).bind(device_id))
         .await?;
     rows.into_iter()
         .map(|r| {
@@ -97,7 +155,7 @@ impl From<SessionRow> for DeviceSession {
     }
 }
 
-const SESSION_GET_SQL: &str = "SELECT project_id, instance_id, device_id, session_id, node_id, \
+pub const SESSION_GET_SQL: &str = "SELECT project_id, instance_id, device_id, session_id, node_id, \
      connected_at FROM device_sessions \
      WHERE project_id = $1 AND instance_id = $2 AND device_id = $3";
 
@@ -246,14 +304,7 @@ pub async fn sessions_close_node<D: Driver>(
     // Read unlocked, then each closed under its device's lock like a single close (the
     // device row first, as everywhere here): a session replaced meanwhile is skipped.
     let rows: Vec<SessionRow> = tx
-        .fetch_all(
-            Stmt::new(
-                "SELECT project_id, instance_id, device_id, session_id, node_id, connected_at \
-                 FROM device_sessions WHERE node_id = $1 \
-                 ORDER BY project_id, instance_id, device_id",
-            )
-            .bind(node_id),
-        )
+        .fetch_all(Stmt::new(SESSIONS_OF_NODE_SQL).bind(node_id))
         .await?;
     let mut closed = 0;
     for r in rows {
@@ -592,14 +643,6 @@ pub async fn shadow_report<D: Driver>(
 
 // ---- messages --------------------------------------------------------------------------------
 
-macro_rules! message_columns {
-    () => {
-        "id, project_id, instance_id, device_id, message_id, name, message_json, encoding, \
-         payload_format, topic, topic_full_name, properties_json, status, error_code, \
-         error_msg, created_at, finished_at, expires_at"
-    };
-}
-
 #[derive(sqlx::FromRow)]
 struct MessageRow {
     id: i64,
@@ -661,7 +704,7 @@ fn messages(rows: Vec<MessageRow>) -> StoreResult<Vec<DeviceMessage>> {
     rows.into_iter().map(MessageRow::into_message).collect()
 }
 
-const MESSAGE_GET_SQL: &str = concat!(
+pub const MESSAGE_GET_SQL: &str = concat!(
     "SELECT ",
     message_columns!(),
     " FROM device_messages \
@@ -700,6 +743,10 @@ pub async fn message_insert<D: Driver>(
 ) -> StoreResult<Result<DeviceMessage, MessageRefusal>> {
     let scope = &m.scope;
     let mut tx = driver.begin_write().await?;
+    // The id first: the registry takes the allocator before device rows (a sub-device's
+    // insert holds it, then its gateway's row), so taking it after the device's lock could
+    // deadlock on PostgreSQL. A refusal rolls the allocation back.
+    let id = allocate(&mut tx, now).await?;
     // The device's lock serialises its inserts: the pending count and the purge below
     // see every committed message of the device.
     if load_row_locked::<D>(&mut tx, scope, &m.device_id)
@@ -715,18 +762,11 @@ pub async fn message_insert<D: Driver>(
         return tx.give_up(Err(MessageRefusal::DuplicateId)).await;
     }
     let pending = tx
-        .fetch_int(device_stmt(
-            "SELECT COUNT(*) FROM device_messages \
-             WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 \
-             AND status = 'PENDING'",
-            scope,
-            &m.device_id,
-        ))
+        .fetch_int(device_stmt(PENDING_COUNT_SQL, scope, &m.device_id))
         .await?;
     if pending >= MAX_PENDING_MESSAGES_PER_DEVICE {
         return tx.give_up(Err(MessageRefusal::TooManyPending)).await;
     }
-    let id = allocate(&mut tx, now).await?;
     tx.execute(
         Stmt::new(
             "INSERT INTO device_messages (project_id, instance_id, device_id, message_id, id, \
@@ -753,24 +793,11 @@ pub async fn message_insert<D: Driver>(
     .await?;
     // Keep the device's history bounded: the oldest final messages past the limit go.
     let total = tx
-        .fetch_int(device_stmt(
-            "SELECT COUNT(*) FROM device_messages \
-             WHERE project_id = $1 AND instance_id = $2 AND device_id = $3",
-            scope,
-            &m.device_id,
-        ))
+        .fetch_int(device_stmt(MESSAGE_COUNT_SQL, scope, &m.device_id))
         .await?;
     if total > MAX_MESSAGES_PER_DEVICE {
         tx.execute(
-            device_stmt(
-                "DELETE FROM device_messages WHERE id IN ( \
-                 SELECT id FROM device_messages \
-                 WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 \
-                 AND status <> 'PENDING' ORDER BY id LIMIT $4)",
-                scope,
-                &m.device_id,
-            )
-            .bind(total - MAX_MESSAGES_PER_DEVICE),
+            device_stmt(PURGE_SQL, scope, &m.device_id).bind(total - MAX_MESSAGES_PER_DEVICE),
         )
         .await?;
     }
@@ -799,20 +826,7 @@ pub async fn message_list<D: Driver>(
     let rows = driver
         .read()
         .await?
-        .fetch_all(
-            device_stmt(
-                concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM device_messages \
-                     WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 \
-                     ORDER BY id DESC LIMIT $4"
-                ),
-                scope,
-                device_id,
-            )
-            .bind(i64::from(limit)),
-        )
+        .fetch_all(device_stmt(MESSAGE_LIST_SQL, scope, device_id).bind(i64::from(limit)))
         .await?;
     messages(rows)
 }
@@ -862,20 +876,9 @@ pub async fn messages_pending<D: Driver>(
         .read()
         .await?
         .fetch_all(
-            device_stmt(
-                concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM device_messages \
-                     WHERE project_id = $1 AND instance_id = $2 AND device_id = $3 \
-                     AND status = 'PENDING' AND (expires_at IS NULL OR expires_at > $4) \
-                     ORDER BY id LIMIT $5"
-                ),
-                scope,
-                device_id,
-            )
-            .bind(now.0)
-            .bind(i64::from(limit)),
+            device_stmt(MESSAGES_PENDING_SQL, scope, device_id)
+                .bind(now.0)
+                .bind(i64::from(limit)),
         )
         .await?;
     messages(rows)
@@ -889,17 +892,7 @@ pub async fn messages_expire<D: Driver>(
     max_rows: u32,
 ) -> StoreResult<u64> {
     driver
-        .write_one(
-            Stmt::new(
-                "UPDATE device_messages SET status = 'TIMEOUT', finished_at = $1 \
-                 WHERE status = 'PENDING' AND id IN ( \
-                 SELECT id FROM device_messages \
-                 WHERE status = 'PENDING' AND expires_at IS NOT NULL AND expires_at <= $1 \
-                 ORDER BY expires_at LIMIT $2)",
-            )
-            .bind(now.0)
-            .bind(i64::from(max_rows)),
-        )
+        .write_one(Stmt::new(EXPIRE_SQL).bind(now.0).bind(i64::from(max_rows)))
         .await
 }
 
@@ -908,10 +901,7 @@ pub async fn next_expiry<D: Driver>(driver: &D) -> StoreResult<Option<Timestamp>
     let (t,): (Option<i64>,) = driver
         .read()
         .await?
-        .fetch_one(Stmt::new(
-            "SELECT MIN(expires_at) FROM device_messages \
-             WHERE status = 'PENDING' AND expires_at IS NOT NULL",
-        ))
+        .fetch_one(Stmt::new(NEXT_EXPIRY_SQL))
         .await?;
     Ok(t.map(Timestamp))
 }

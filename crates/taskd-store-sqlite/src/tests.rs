@@ -305,3 +305,114 @@ async fn device_effects_apply_in_the_callers_transaction() {
         Some(before)
     );
 }
+
+#[tokio::test]
+async fn device_channel_statements_use_their_indexes() {
+    use taskd_store_sql::channel::{
+        EXPIRE_SQL, LOGINS_SQL, MESSAGE_COUNT_SQL, MESSAGE_GET_SQL, MESSAGE_LIST_SQL,
+        MESSAGES_PENDING_SQL, NEXT_EXPIRY_SQL, PENDING_COUNT_SQL, SESSION_GET_SQL,
+        SESSIONS_OF_NODE_SQL,
+    };
+
+    let store = crate::open_in_memory().await.unwrap();
+    for (sql, index) in [
+        (LOGINS_SQL, "INDEX devices_device_id"),
+        (SESSION_GET_SQL, "PRIMARY KEY"),
+        (SESSIONS_OF_NODE_SQL, "INDEX device_sessions_node"),
+        (MESSAGE_GET_SQL, "PRIMARY KEY"),
+        (MESSAGE_LIST_SQL, "INDEX device_messages_device"),
+        (MESSAGES_PENDING_SQL, "INDEX device_messages_device_status"),
+        (PENDING_COUNT_SQL, "INDEX device_messages_device_status"),
+        (MESSAGE_COUNT_SQL, "device_messages"),
+        (NEXT_EXPIRY_SQL, "INDEX device_messages_expiry"),
+    ] {
+        // A login lookup across scopes sorts its few rows by scope: no index range gives
+        // that order, and a device id has one row per scope at most.
+        if sql == LOGINS_SQL {
+            let plan = plan(&store, sql).await;
+            assert!(plan.contains(index) && !plan.contains("SCAN "), "{plan}");
+            continue;
+        }
+        assert_searches(&store, sql, index).await;
+    }
+    let plan = plan(&store, EXPIRE_SQL).await;
+    assert!(plan.contains("INDEX device_messages_expiry"), "{plan}");
+    assert!(!plan.contains("SCAN device_messages"), "{plan}");
+}
+
+/// A device's history stays at `MAX_MESSAGES_PER_DEVICE`: an insert past it deletes the
+/// oldest final messages, never a pending one. (Seeded in one statement: 10,000 inserts
+/// through the store would take the suite too long, so this runs on SQLite only.)
+#[tokio::test]
+async fn message_history_is_bounded_by_purging_the_oldest_final_ones() {
+    use taskd_core::{AuthType, NewDevice, TaskScope, Timestamp};
+    use taskd_store::{MAX_MESSAGES_PER_DEVICE, NewDeviceMessage, Store};
+
+    let store = crate::open_in_memory().await.unwrap();
+    let scope = TaskScope::new("p1", "");
+    let now = Timestamp(1_700_000_000_000);
+    store
+        .device_insert(
+            NewDevice {
+                scope: scope.clone(),
+                device_id: "d1".into(),
+                node_id: "n1".into(),
+                product_id: "p".into(),
+                device_name: None,
+                description: None,
+                gateway_id: None,
+                app_id: None,
+                auth_type: AuthType::Secret,
+                secret: None,
+                fingerprint: None,
+                secure_access: false,
+                timeout: 0,
+                extension_info_json: None,
+            },
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // Ids 1..=MAX: the first pending, the rest delivered.
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+         INSERT INTO device_messages (project_id, instance_id, device_id, message_id, id, \
+         message_json, encoding, payload_format, status, created_at, finished_at) \
+         SELECT 'p1', '', 'd1', 'seed-' || i, i, '{}', 'none', 'standard', \
+         CASE WHEN i = 1 THEN 'PENDING' ELSE 'DELIVERED' END, 0, \
+         CASE WHEN i = 1 THEN NULL ELSE 1 END FROM n",
+    )
+    .bind(MAX_MESSAGES_PER_DEVICE)
+    .execute(&store.writer)
+    .await
+    .unwrap();
+    let message = NewDeviceMessage {
+        scope: scope.clone(),
+        device_id: "d1".into(),
+        message_id: "new".into(),
+        name: None,
+        message_json: "{}".into(),
+        encoding: "none".into(),
+        payload_format: "standard".into(),
+        topic: None,
+        topic_full_name: None,
+        properties_json: None,
+        expires_at: None,
+    };
+    store.message_insert(message, now).await.unwrap().unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM device_messages")
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+    assert_eq!(n, MAX_MESSAGES_PER_DEVICE);
+    for (id, kept) in [
+        ("seed-1", true),
+        ("seed-2", false),
+        ("seed-3", true),
+        ("new", true),
+    ] {
+        let found = store.message_get(&scope, "d1", id).await.unwrap();
+        assert_eq!(found.is_some(), kept, "{id}");
+    }
+}

@@ -69,7 +69,8 @@ pub struct DeviceVersions {
     pub device_sdk_version: Option<String>,
 }
 
-/// Limits of what a device's reports and versions may store.
+/// Each reported version is kept to this many characters (longer ones are cut: see
+/// `Store::device_versions_put`).
 pub const MAX_VERSION_CHARS: usize = 256;
 
 // ---- shadows -----------------------------------------------------------------------------

@@ -652,7 +652,9 @@ pub trait Store: Send + Sync + 'static {
     /// its devices OFFLINE. Returns how many.
     async fn device_sessions_close_node(&self, node_id: &str, now: Timestamp) -> StoreResult<u64>;
 
-    /// Stores the versions a device reported; false if the device does not exist.
+    /// Stores the versions a device reported, each cut to [`MAX_VERSION_CHARS`] characters
+    /// (a device's report has no answer that could carry a refusal); false if the device
+    /// does not exist.
     async fn device_versions_put(
         &self,
         scope: &TaskScope,
@@ -688,7 +690,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Result<Vec<ShadowService>, ShadowRefusal>>;
 
-    /// Stores a message `Pending`.
+    /// Stores a message `Pending`. The device's oldest final messages beyond
+    /// [`MAX_MESSAGES_PER_DEVICE`] are deleted in the same transaction. The caller bounds
+    /// the message's fields (the store checks only the rule on text).
     async fn message_insert(
         &self,
         message: NewDeviceMessage,

@@ -70,8 +70,8 @@ pub enum IotdaError {
     /// 400 IOTDA.014606.
     #[error("The file has no header row or no data rows.")]
     FileEmpty,
-    /// 404: no message with this id for the device. Huawei's code for it is not
-    /// documented; taskd's own, in IoTDA's range (docs/device-channel.md).
+    /// 404 IOTDA.014902: no message with this id for the device. Huawei documents no
+    /// code for it; taskd's own, in IoTDA's range (docs/iotda.md).
     #[error("The device message does not exist.")]
     MessageNotFound,
     /// The device registry refused (device or group not found, exists, frozen, limits);

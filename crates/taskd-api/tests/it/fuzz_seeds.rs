@@ -245,6 +245,11 @@ fn seeds() -> Vec<Seed> {
             "legacy-refresh-token",
             json!({"appId": "app", "secret": "s", "refreshToken": "r"}),
         ),
+        (
+            "iotda-update-shadow-desired",
+            json!({"shadow": [{"service_id": "Temp", "desired": {"target": 20, "mode": null},
+                               "version": 1}]}),
+        ),
     ];
     for (i, (name, body)) in bodies.into_iter().enumerate() {
         all.push(seed(
