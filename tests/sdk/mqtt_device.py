@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
@@ -175,13 +174,3 @@ class Device:
             self.close()
         except Exception:  # noqa: BLE001 - best effort at teardown
             pass
-
-
-def wait_until(check, what: str, deadline_s: float = 30.0):
-    end = time.monotonic() + deadline_s
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)

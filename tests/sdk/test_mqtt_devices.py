@@ -36,8 +36,9 @@ from huaweicloudsdkiotda.v5 import (
     UpdatePropertiesRequest,
 )
 
-from mqtt_device import Device, wait_until
+from mqtt_device import Device
 from taskd_sdk import Api, TaskdServer, expect_error
+from taskd_sdk import wait_for as wait_until
 
 MQTT_HOST = "127.0.0.2"
 

@@ -11,13 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
     Packet, QoS, SubscribeFilter, SubscribeReasonCode,
 };
 use serde_json::{Map, Value, json};
-use sha2::Sha256;
 use taskd_core::{Clock, SystemClock, Timestamp};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -104,13 +102,9 @@ pub fn client_id(device_id: &str, timestamp: &str) -> String {
     format!("{device_id}_0_0_{timestamp}")
 }
 
-/// Lowercase hex HMAC-SHA256, key = the timestamp, message = the secret (spec §1.2).
-pub fn password(timestamp: &str, secret: &str) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(timestamp.as_bytes()).expect("HMAC takes any key length");
-    mac.update(secret.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
+/// Lowercase hex HMAC-SHA256, key = the timestamp, message = the secret (spec §1.2):
+/// the server's own rule, so the two sides cannot drift apart.
+pub use taskd_mqtt::auth::password;
 
 /// The filters the C SDK subscribes to right after connecting (spec §1.8). taskd
 /// subscribes every device to `…/sys/#` on its own; asking anyway is what a broker
@@ -513,6 +507,9 @@ pub async fn run(identity: Identity, fleet: Arc<Fleet>) {
     let (client, mut eventloop) = AsyncClient::new(options(&fleet, &identity), REQUEST_QUEUE);
     let mut network = eventloop.network_options();
     network.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+    // An answer is a PUBACK and a publish written back to back: without this, Nagle holds
+    // the second until the first is acknowledged (a 40 ms delayed ACK per round trip).
+    network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut state = DeviceState::default();
@@ -680,17 +677,12 @@ mod tests {
     const NOW: Timestamp = Timestamp::from_unix_secs(1_795_996_800); // 2026-11-30T00:00:00Z
 
     #[test]
-    fn password_matches_the_spec_vectors() {
+    fn the_server_accepts_what_a_simulated_device_sends() {
+        let id = client_id("sim-1", "2026113015");
+        let parsed = taskd_mqtt::auth::ClientId::parse(&id, "sim-1").unwrap();
+        assert_eq!(parsed.timestamp, "2026113015");
         assert_eq!(
-            password("2025041401", "12345678"),
-            "c75150e6cb841417396819e4d2ee4358a416344a03a083e3a8567074ddec820a"
-        );
-        assert_eq!(
-            password("2026113008", "a1b2c3d4e5f6"),
-            "08b76b0ffc9bd6839449d50c3d86fa93883f1b25275f2ee55a60fea8b5c09796"
-        );
-        assert_eq!(
-            password("2026113015", "secret123"),
+            password(parsed.timestamp, "secret123"),
             "d7292cf445aaf552da73f59d26a2fc2358df203c9f9b692305eefd22e95af0dd"
         );
     }
