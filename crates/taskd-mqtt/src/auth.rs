@@ -12,6 +12,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use taskd_core::device::{MAX_DEVICE_ID_CHARS, is_word_id};
 use taskd_core::{AuthType, DeviceStatus, Timestamp};
 use taskd_store::DeviceLogin;
 
@@ -102,7 +103,8 @@ impl<'a> ClientId<'a> {
             "1" => SignType::Checked,
             _ => return Err(Refusal::MalformedClientId),
         };
-        if id_type != "0" || device_id.is_empty() || device_id != username {
+        // A device id no registry could hold is refused before any lookup.
+        if id_type != "0" || !is_word_id(device_id, MAX_DEVICE_ID_CHARS) || device_id != username {
             return Err(Refusal::MalformedClientId);
         }
         Ok(ClientId {
@@ -236,6 +238,7 @@ mod tests {
             "0_0_2026113015",       // no device id
             "other_0_0_2026113015", // not the username
             "dev",
+            "de v_0_0_2026113015", // not a device id
         ] {
             assert_eq!(
                 ClientId::parse(bad, "dev"),
@@ -243,6 +246,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn an_overlong_device_id_is_malformed() {
+        let id = "d".repeat(MAX_DEVICE_ID_CHARS + 1);
+        let client = format!("{id}_0_0_2026113015");
+        assert_eq!(
+            ClientId::parse(&client, &id),
+            Err(Refusal::MalformedClientId)
+        );
+        let id = "d".repeat(MAX_DEVICE_ID_CHARS);
+        let client = format!("{id}_0_0_2026113015");
+        assert!(ClientId::parse(&client, &id).is_ok());
     }
 
     #[test]

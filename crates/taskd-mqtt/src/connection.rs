@@ -123,6 +123,10 @@ pub async fn run<S>(
         node_id: hub.node_id().to_owned(),
         connected_at: now,
     };
+    // One device's CONNECTs on this node record their session and register in the same
+    // order: else the connection the hub keeps could be another than the store's current
+    // one, and its end would never mark the device OFFLINE.
+    let _connecting = hub.connect_lock(&key).await;
     match hub.store().device_session_open(&session).await {
         Ok(Ok(_replaced)) => {}
         Ok(Err(SessionRefusal::Frozen)) => {
@@ -151,6 +155,7 @@ pub async fn run<S>(
             subscriptions: Arc::clone(&subscriptions),
         },
     );
+    drop(_connecting);
     let accepted = framed
         .send(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,

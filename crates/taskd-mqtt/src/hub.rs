@@ -26,6 +26,10 @@ use crate::topics::{self, Uplink};
 /// A device, as the hub keys it: its scope and id.
 pub type DeviceKey = (TaskScope, String);
 
+/// Stripes of the per-device CONNECT lock: devices whose ids share a stripe connect one
+/// after the other (a store write each), the rest in parallel.
+const CONNECT_LOCK_STRIPES: usize = 256;
+
 /// Requests waiting for an answer, on this node; one more is refused (each holds a
 /// caller for up to 20 s).
 pub const MAX_PENDING_REQUESTS: usize = 100_000;
@@ -87,6 +91,8 @@ pub struct Hub {
     desired_pushed: Mutex<HashMap<DeviceKey, Instant>>,
     /// Itself, for the work it spawns.
     me: Weak<Hub>,
+    /// Serialises one device's CONNECTs on this node (striped by device id).
+    connect_locks: Vec<tokio::sync::Mutex<()>>,
     /// Bumped whenever a connection's start or end has been recorded in the store
     /// (what tests and benchmarks wait on instead of sleeping).
     sessions_changed: watch::Sender<u64>,
@@ -104,6 +110,9 @@ impl Hub {
             desired_pushed: Mutex::default(),
             me: me.clone(),
             sessions_changed: watch::Sender::new(0),
+            connect_locks: (0..CONNECT_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -117,6 +126,15 @@ impl Hub {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Held while a CONNECT records its session and registers (see `connection::run`).
+    pub(crate) async fn connect_lock(&self, key: &DeviceKey) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let stripe = (h.finish() % CONNECT_LOCK_STRIPES as u64) as usize;
+        self.connect_locks[stripe].lock().await
     }
 
     /// Changes whenever a connection's start or end is recorded.
@@ -692,7 +710,11 @@ impl DeviceChannel for Hub {
     }
 
     async fn disconnect(&self, scope: &TaskScope, device_id: &str) {
-        if let Some(handle) = self.session(&(scope.clone(), device_id.to_owned())) {
+        let key: DeviceKey = (scope.clone(), device_id.to_owned());
+        // A CONNECT that recorded its session before the freeze or delete committed is
+        // waited for, then closed with the rest.
+        let _connecting = self.connect_lock(&key).await;
+        if let Some(handle) = self.session(&key) {
             handle.close.cancel();
         }
     }
