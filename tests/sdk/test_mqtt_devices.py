@@ -37,7 +37,7 @@ from huaweicloudsdkiotda.v5 import (
 )
 
 from mqtt_device import Device
-from taskd_sdk import Api, TaskdServer, expect_error
+from taskd_sdk import POSTGRES_URL, Api, TaskdServer, expect_error
 from taskd_sdk import wait_for as wait_until
 
 MQTT_HOST = "127.0.0.2"
@@ -348,3 +348,26 @@ def test_batch_commands_messages_and_shadows_run_on_real_connections(device_serv
         wait_until(lambda: task_of(dapi, created.task_id).batchtask.status == "Success", "updateDeviceShadows")
         _, payload = ok.wait_message(lambda t, p: "/sys/properties/set/" in t)
         assert json.loads(payload)["services"] == [{"service_id": "Switch", "properties": {"state": 9}}]
+
+
+@pytest.mark.skipif(POSTGRES_URL is not None, reason="on PostgreSQL each process is its own node: a dead node's "
+                                                     "sessions end with cluster routing (docs/device-channel.md)")
+def test_a_crashed_embedded_server_leaves_no_device_online(tmp_path):
+    srv = TaskdServer(tmp_path / "data", name="taskd-devices-crash", mqtt_host=MQTT_HOST)
+    srv.start()
+    try:
+        api = Api(srv.url, srv.bootstrap, "plain")
+        device_id, secret = register(api)
+        d = device(srv, device_id, secret)
+        assert d.connect() == 0
+        online(api, device_id)
+        srv.kill()  # SIGKILL: no chance to record OFFLINE
+        d.client.loop_stop()
+        srv.mqtt_host = None  # and the next start has no device listener at all
+        srv.start()
+        api = Api(srv.url, srv.bootstrap, "plain")
+        shown = show(api, device_id)
+        assert shown.status == "OFFLINE"
+        assert shown.active_time
+    finally:
+        srv.stop()

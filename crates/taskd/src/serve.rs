@@ -127,28 +127,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     tracing::info!(node = %engine.config().node_id, "engine started");
-    // The device channel: this node's connected devices. A node starting again first
-    // ends the sessions its previous run left behind (those devices are OFFLINE until
-    // they reconnect).
+    // The device channel: this node's connected devices. A node starting first ends the
+    // sessions its previous run left behind (those devices are OFFLINE until they
+    // reconnect).
     let devices_stop = tokio_util::sync::CancellationToken::new();
+    // The node its sessions are recorded under. The embedded store has one process at a
+    // time, so one fixed name lets every start (with a device listener or without) end
+    // the sessions a crashed run left ONLINE. On PostgreSQL each process is its own node.
+    let node_id = match &backend {
+        Backend::Sqlite(_) => EMBEDDED_SESSION_NODE.to_owned(),
+        Backend::Postgres(_) => engine.config().node_id.clone(),
+    };
+    let left = store
+        .device_sessions_close_node(&node_id, clock.now())
+        .await
+        .context("ending this node's earlier device sessions")?;
+    if left > 0 {
+        tracing::info!(
+            sessions = left,
+            "ended device sessions of this node's previous run"
+        );
+    }
     let (channel, device_tasks): (Arc<dyn DeviceChannel>, _) = if device_listeners.any() {
-        // The node its sessions are recorded under. The embedded store has one process
-        // at a time, so one fixed name lets a restart after a crash end every session
-        // the crashed run left ONLINE. On PostgreSQL each process is its own node.
-        let node_id = match &backend {
-            Backend::Sqlite(_) => EMBEDDED_SESSION_NODE.to_owned(),
-            Backend::Postgres(_) => engine.config().node_id.clone(),
-        };
-        let left = store
-            .device_sessions_close_node(&node_id, clock.now())
-            .await
-            .context("ending this node's earlier device sessions")?;
-        if left > 0 {
-            tracing::info!(
-                sessions = left,
-                "ended device sessions of this node's previous run"
-            );
-        }
         let hub = taskd_mqtt::Hub::new(store.clone(), clock.clone(), node_id);
         let server = taskd_mqtt::MqttServer::new(
             Arc::clone(&hub),
