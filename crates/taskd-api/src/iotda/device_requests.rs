@@ -23,8 +23,9 @@ use taskd_store::{
 };
 
 use super::batch_tasks::{invalid, parse_json, parse_query};
-use super::devices::{path_device_id, required_body};
+use super::devices::{path_device_id, require_device, required_body};
 use super::error::IotdaError;
+use super::messages::MAX_MESSAGE_ID_CHARS;
 use super::{IotdaScope, Path};
 use crate::AppState;
 use crate::wire_time::format_compact;
@@ -33,8 +34,6 @@ use crate::wire_time::format_compact;
 const MAX_SERVICE_ID_CHARS: usize = 64;
 /// `command_name` (IoTDA: ≤ 128 characters).
 const MAX_COMMAND_NAME_CHARS: usize = 128;
-/// A message id (IoTDA: ≤ 100 letters, digits, `_`, `-`).
-const MAX_MESSAGE_ID_CHARS: usize = 100;
 /// A custom topic or full topic name (IoTDA: 128 characters).
 const MAX_TOPIC_CHARS: usize = 128;
 /// A message's content as JSON text: well under one MQTT publish (1 MB).
@@ -52,11 +51,7 @@ async fn existing_device(
     raw_id: &str,
 ) -> Result<String, IotdaError> {
     let device_id = path_device_id(raw_id)?;
-    state
-        .store
-        .device_get(scope, device_id)
-        .await?
-        .ok_or(RegistryRefusal::DeviceNotFound)?;
+    require_device(state, scope, device_id).await?;
     Ok(device_id.to_owned())
 }
 

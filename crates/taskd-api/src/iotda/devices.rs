@@ -139,6 +139,21 @@ pub(crate) fn new_device(scope: TaskScope, body: AddDeviceBody) -> Result<NewDev
     Ok(device)
 }
 
+/// 404 `IOTDA.014000` unless the device exists in the scope: what a device's own
+/// resources (messages, commands, properties) answer before anything else.
+pub(crate) async fn require_device(
+    state: &AppState,
+    scope: &TaskScope,
+    device_id: &str,
+) -> Result<(), IotdaError> {
+    state
+        .store
+        .device_get(scope, device_id)
+        .await?
+        .ok_or(RegistryRefusal::DeviceNotFound)?;
+    Ok(())
+}
+
 pub async fn add(
     State(state): State<AppState>,
     IotdaScope(scope): IotdaScope,

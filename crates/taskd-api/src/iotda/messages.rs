@@ -5,10 +5,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use taskd_store::RegistryRefusal;
 
 use super::batch_tasks::invalid;
-use super::devices::path_device_id;
+use super::devices::{path_device_id, require_device};
 use super::error::IotdaError;
 use super::wire::{DeviceMessageView, ListDeviceMessagesView};
 use super::{IotdaScope, Path};
@@ -26,11 +25,7 @@ pub async fn list(
 ) -> Result<Response, IotdaError> {
     let device_id = path_device_id(&raw_id)?;
     // An unknown device is a 404, not an empty list.
-    state
-        .store
-        .device_get(&scope, device_id)
-        .await?
-        .ok_or(RegistryRefusal::DeviceNotFound)?;
+    require_device(&state, &scope, device_id).await?;
     let messages = state
         .store
         .message_list(&scope, device_id, LIST_LIMIT)
@@ -62,11 +57,7 @@ pub async fn show(
         Some(m) => m,
         None => {
             // Which of the two is missing decides the answer.
-            state
-                .store
-                .device_get(&scope, device_id)
-                .await?
-                .ok_or(RegistryRefusal::DeviceNotFound)?;
+            require_device(&state, &scope, device_id).await?;
             return Err(IotdaError::MessageNotFound);
         }
     };
