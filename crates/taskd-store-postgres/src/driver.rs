@@ -235,6 +235,14 @@ impl Driver for PgDriver {
         Some(self.ready.clone())
     }
 
+    async fn notify_mail(tx: &mut PgTx, node_id: &str) -> StoreResult<()> {
+        crate::wakeups::notify_mail(&mut tx.0, node_id).await
+    }
+
+    fn mail_wakeups(&self) -> Option<Arc<Notify>> {
+        Some(self.mail.clone())
+    }
+
     async fn close(&self) {
         PgDriver::close(self).await;
     }

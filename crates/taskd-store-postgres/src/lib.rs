@@ -121,6 +121,8 @@ pub struct PgDriver {
     pool: PgPool,
     /// Woken by `NOTIFY taskd_ready` from any node (see `wakeups`).
     ready: Arc<Notify>,
+    /// Woken by `NOTIFY taskd_mail` (mail for some node, see `wakeups`).
+    mail: Arc<Notify>,
     /// The LISTEN task, ended by `close`.
     listener: Arc<AbortHandle>,
 }
@@ -151,10 +153,13 @@ impl PgDriver {
             .await
             .map_err(|e| unreachable_or_db(e, &server))?;
         let ready = Arc::new(Notify::new());
-        let listener = tokio::spawn(wakeups::listen(pool.clone(), ready.clone())).abort_handle();
+        let mail = Arc::new(Notify::new());
+        let listener =
+            tokio::spawn(wakeups::listen(pool.clone(), ready.clone(), mail.clone())).abort_handle();
         let store = PgDriver {
             pool,
             ready,
+            mail,
             listener: Arc::new(listener),
         };
         if let Some(schema) = &options.schema {

@@ -2,6 +2,10 @@
 //! `NOTIFY taskd_ready` in its transaction (delivered at commit, dropped on rollback), and
 //! every node LISTENs and wakes its long-polling claims. Polling stays the fallback, so a
 //! notification lost to a reconnect only delays work by one poll interval.
+//!
+//! Mail between nodes (`Store::node_mail_send`) is announced the same way on a second
+//! channel, `taskd_mail`, its payload the receiving node's id; a node looks in its
+//! mailbox when one names it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +20,8 @@ use crate::db;
 /// One channel for the whole database. Stores in other schemas of the same database
 /// (tests) share it; for them a notification is a harmless extra look.
 pub(crate) const CHANNEL: &str = "taskd_ready";
+/// Mail for a node; the payload is its id.
+pub(crate) const MAIL_CHANNEL: &str = "taskd_mail";
 
 /// Queues the notification in the caller's transaction.
 pub(crate) async fn notify_ready(conn: &mut PgConnection) -> StoreResult<()> {
@@ -27,23 +33,39 @@ pub(crate) async fn notify_ready(conn: &mut PgConnection) -> StoreResult<()> {
     Ok(())
 }
 
-/// Runs until aborted (`PgDriver::close`): LISTENs and wakes `ready` per notification.
-/// While the database is away it retries every second; after a reconnect it wakes once,
-/// since notifications sent meanwhile are lost.
-pub(crate) async fn listen(pool: PgPool, ready: Arc<Notify>) {
+/// Queues "mail for `node_id`" in the caller's transaction.
+pub(crate) async fn notify_mail(conn: &mut PgConnection, node_id: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(MAIL_CHANNEL)
+        .bind(node_id)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Runs until aborted (`PgDriver::close`): LISTENs and wakes `ready` or `mail` per
+/// notification. While the database is away it retries every second; after a reconnect
+/// it wakes both once, since notifications sent meanwhile are lost.
+pub(crate) async fn listen(pool: PgPool, ready: Arc<Notify>, mail: Arc<Notify>) {
+    let wake_all = || {
+        ready.notify_waiters();
+        mail.notify_waiters();
+    };
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
-                if let Err(e) = listener.listen(CHANNEL).await {
-                    tracing::warn!(error = %e, "LISTEN {CHANNEL} failed; polling meanwhile");
+                if let Err(e) = listener.listen_all([CHANNEL, MAIL_CHANNEL]).await {
+                    tracing::warn!(error = %e, "LISTEN {CHANNEL}, {MAIL_CHANNEL} failed; polling meanwhile");
                 } else {
-                    ready.notify_waiters();
+                    wake_all();
                     loop {
                         match listener.try_recv().await {
+                            Ok(Some(n)) if n.channel() == MAIL_CHANNEL => mail.notify_waiters(),
                             Ok(Some(_)) => ready.notify_waiters(),
                             // The connection dropped; the next call reconnects and
                             // listens again. What was sent meanwhile is lost: look once.
-                            Ok(None) => ready.notify_waiters(),
+                            Ok(None) => wake_all(),
                             Err(e) => {
                                 tracing::warn!(error = %e, "LISTEN connection lost; polling meanwhile");
                                 break;

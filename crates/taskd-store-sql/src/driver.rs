@@ -326,12 +326,22 @@ pub trait Driver: Send + Sync + 'static {
     /// nothing on SQLite, whose one process wakes its runner itself).
     async fn notify_ready(tx: &mut Self::Tx) -> StoreResult<()>;
 
+    /// Tells `node_id` it has mail, when `tx` commits (PostgreSQL `NOTIFY`; nothing on
+    /// SQLite, where the one node polls its mailbox).
+    async fn notify_mail(tx: &mut Self::Tx, node_id: &str) -> StoreResult<()>;
+
     /// Readiness: whether a write can commit now (`Store::check_writable`).
     async fn check_writable(&self, now: Timestamp) -> StoreResult<()>;
 
     /// Woken when another node releases work (`Store::wakeups`); `None` when the backend
     /// has no way to hear of it.
     fn wakeups(&self) -> Option<Arc<Notify>> {
+        None
+    }
+
+    /// Woken when some node has new mail (`Store::node_mail_wakeups`); `None` when the
+    /// backend has no way to hear of it.
+    fn mail_wakeups(&self) -> Option<Arc<Notify>> {
         None
     }
 

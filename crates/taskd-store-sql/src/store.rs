@@ -22,13 +22,15 @@ use taskd_store::{
 };
 use taskd_store::{
     DesiredUpdate, DeviceLogin, DeviceMessage, DeviceSession, DeviceVersions, MessageRefusal,
-    MessageStatus, NewDeviceMessage, ReportedProperties, SessionRefusal, ShadowRefusal,
-    ShadowService,
+    MessageStatus, NewDeviceMessage, NodeMailRefusal, NodesReaped, ReportedProperties,
+    SessionRefusal, ShadowRefusal, ShadowService,
 };
 use tokio::sync::Notify;
 
 use crate::driver::{Conn, Driver, Stmt};
-use crate::{channel, control, credentials, files, legacy, operations, registry, run, tasks};
+use crate::{
+    channel, control, credentials, files, legacy, nodes, operations, registry, run, tasks,
+};
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
 /// driver is (pools are shared). Derefs to the driver, for what only one backend offers
@@ -515,6 +517,43 @@ impl<D: Driver> Store for SqlStore<D> {
             return Ok(0);
         }
         channel::sessions_close_node(&self.driver, node_id, now).await
+    }
+
+    async fn node_heartbeat(&self, node_id: &str, now: Timestamp) -> StoreResult<bool> {
+        text::check("node_id", node_id)?;
+        nodes::heartbeat(&self.driver, node_id, now).await
+    }
+
+    async fn nodes_reap(&self, seen_before: Timestamp, now: Timestamp) -> StoreResult<NodesReaped> {
+        nodes::reap(&self.driver, seen_before, now).await
+    }
+
+    async fn node_mail_send(
+        &self,
+        node_id: &str,
+        body: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<Result<(), NodeMailRefusal>> {
+        text::check("node_id", node_id)?;
+        text::check("body", body)?;
+        nodes::mail_send(&self.driver, node_id, body, now, expires_at).await
+    }
+
+    async fn node_mail_take(
+        &self,
+        node_id: &str,
+        now: Timestamp,
+        max: u32,
+    ) -> StoreResult<Vec<String>> {
+        if text::finds_nothing([node_id]) {
+            return Ok(Vec::new());
+        }
+        nodes::mail_take(&self.driver, node_id, now, max).await
+    }
+
+    fn node_mail_wakeups(&self) -> Option<Arc<Notify>> {
+        self.driver.mail_wakeups()
     }
 
     async fn device_versions_put(

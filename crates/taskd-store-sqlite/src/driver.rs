@@ -192,6 +192,11 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
+    async fn notify_mail(_tx: &mut SqliteTx, _node_id: &str) -> StoreResult<()> {
+        // One process, one node: nothing mails it but itself, and it polls.
+        Ok(())
+    }
+
     async fn check_writable(&self, now: Timestamp) -> StoreResult<()> {
         crate::health::check_writable(self, now).await
     }

@@ -229,3 +229,33 @@ pub enum MessageRefusal {
     /// [`MAX_PENDING_MESSAGES_PER_DEVICE`] reached.
     TooManyPending,
 }
+
+// ---- nodes: several taskd processes on one store -------------------------------------------
+
+/// The largest mail one node may send another. Mail carries a device request (a command's
+/// parameters, a property set) or its answer; the API bounds those far below this.
+pub const MAX_NODE_MAIL_BYTES: usize = 1024 * 1024;
+/// Mail waiting for one node; more is refused (a node that stopped reading its mailbox
+/// must not fill the database).
+pub const MAX_NODE_MAIL_PER_NODE: i64 = 5_000;
+/// How long mail may wait at most: later expiries are cut to this (every mail is a
+/// request or answer bounded by the 20 s reply timeout).
+pub const MAX_NODE_MAIL_TTL_MS: i64 = 120_000;
+
+/// Why mail was not sent; nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeMailRefusal {
+    /// Longer than [`MAX_NODE_MAIL_BYTES`].
+    TooLarge,
+    /// The node already has [`MAX_NODE_MAIL_PER_NODE`] unread.
+    MailboxFull,
+}
+
+/// What a sweep of dead nodes ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodesReaped {
+    /// Nodes not seen since the deadline, now forgotten.
+    pub nodes: u64,
+    /// Device sessions they held, now ended (devices OFFLINE).
+    pub sessions: u64,
+}

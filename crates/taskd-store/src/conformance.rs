@@ -27,6 +27,7 @@ mod credentials;
 mod devices;
 mod files;
 mod legacy;
+mod nodes;
 mod operations;
 mod run;
 mod sub_tasks;
@@ -51,6 +52,7 @@ pub use credentials::*;
 pub use devices::*;
 pub use files::*;
 pub use legacy::*;
+pub use nodes::*;
 pub use operations::*;
 pub use run::*;
 pub use sub_tasks::*;
@@ -135,6 +137,9 @@ macro_rules! store_conformance_tests {
             channel_messages_expire_by_maintenance,
             channel_messages_pending_cap,
             channel_device_delete_takes_its_channel_rows,
+            nodes_heartbeats_and_reaping_end_dead_nodes_sessions,
+            nodes_mail_round_trip_order_expiry_and_limits,
+            nodes_mailbox_is_bounded,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -39,10 +39,10 @@ pub use legacy::{
 
 pub use channel::{
     DesiredUpdate, DeviceLogin, DeviceMessage, DeviceSession, DeviceVersions,
-    MAX_MESSAGES_PER_DEVICE, MAX_PENDING_MESSAGES_PER_DEVICE, MAX_SERVICE_ID_CHARS,
-    MAX_SHADOW_SECTION_BYTES, MAX_SHADOW_SERVICES, MAX_VERSION_CHARS, MessageRefusal,
-    MessageStatus, NewDeviceMessage, ReportedProperties, SessionRefusal, ShadowRefusal,
-    ShadowService,
+    MAX_MESSAGES_PER_DEVICE, MAX_NODE_MAIL_BYTES, MAX_NODE_MAIL_PER_NODE, MAX_NODE_MAIL_TTL_MS,
+    MAX_PENDING_MESSAGES_PER_DEVICE, MAX_SERVICE_ID_CHARS, MAX_SHADOW_SECTION_BYTES,
+    MAX_SHADOW_SERVICES, MAX_VERSION_CHARS, MessageRefusal, MessageStatus, NewDeviceMessage,
+    NodeMailRefusal, NodesReaped, ReportedProperties, SessionRefusal, ShadowRefusal, ShadowService,
 };
 
 pub use registry::{
@@ -734,6 +734,48 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<DeviceMessage>>;
+
+    // ---- nodes: several taskd processes sharing this store ---------------------------------
+    //
+    // Each node says it is alive; any node ends the device sessions of nodes that stopped
+    // saying so. Nodes reach each other through mailboxes in the store (a device request
+    // for the node holding the device's connection, and its answer), woken by
+    // `node_mail_wakeups` where the backend can push.
+
+    /// Records that `node_id` is alive at `now`. False when the store did not know it: its
+    /// first beat, or it was found dead and its sessions were ended (then the node must
+    /// close its connections, whose sessions the store no longer has).
+    async fn node_heartbeat(&self, node_id: &str, now: Timestamp) -> StoreResult<bool>;
+
+    /// Ends the nodes not seen since `seen_before`: their device sessions (devices
+    /// OFFLINE), their mail, and their record; also sessions of nodes the store does not
+    /// know, and mail that expired by `now`. Safe to run on several nodes at once.
+    async fn nodes_reap(&self, seen_before: Timestamp, now: Timestamp) -> StoreResult<NodesReaped>;
+
+    /// Queues `body` for `node_id` until `expires_at` (cut to
+    /// [`MAX_NODE_MAIL_TTL_MS`] after `now`) and wakes it.
+    async fn node_mail_send(
+        &self,
+        node_id: &str,
+        body: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<Result<(), NodeMailRefusal>>;
+
+    /// Takes (deletes and returns) up to `max` of `node_id`'s unexpired mail, oldest first.
+    /// Only the node itself reads its mailbox.
+    async fn node_mail_take(
+        &self,
+        node_id: &str,
+        now: Timestamp,
+        max: u32,
+    ) -> StoreResult<Vec<String>>;
+
+    /// A push channel for "some node has new mail" (PostgreSQL: `LISTEN`/`NOTIFY`);
+    /// `None` when the backend has none (readers poll).
+    fn node_mail_wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 
     // ---- the legacy northbound API ---------------------------------------------------------
 
