@@ -167,10 +167,12 @@ class TaskdServer:
     PostgreSQL database when TASKD_SDK_POSTGRES_URL is set)."""
 
     def __init__(self, data_dir: Path, name: str = "taskd", bootstrap: Creds | None = None,
-                 database_url: str | None = None, mqtt_host: str | None = None, tls: tuple[Path, Path] | None = None):
+                 database_url: str | None = None, mqtt_host: str | None = None, tls: tuple[Path, Path] | None = None,
+                 extra_args: tuple[str, ...] = ()):
         """`database_url`: join another server's PostgreSQL database (a cluster node) instead of a fresh one.
         `mqtt_host`: a loopback address for a device listener on a free port (127.0.0.1:1883 is Mosquitto's on
-        the test machines); without it the server runs without one (`--mqtt-listen off`)."""
+        the test machines); without it the server runs without one (`--mqtt-listen off`). `extra_args`: more
+        `taskd serve` flags."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url
@@ -188,6 +190,7 @@ class TaskdServer:
         self.mqtt_port: int | None = None
         self.tls = tls  # (cert, key) PEM files: also an MQTT-over-TLS listener on mqtt_host
         self.mqtts_port: int | None = None
+        self.extra_args = list(extra_args)
         LIVE_SERVERS.append(self)
 
     @property
@@ -237,7 +240,8 @@ class TaskdServer:
                 log.write(f"\n===== start {self.name} on port {self.port} =====\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(
-                    [str(TASKD_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", *self.store_args(), *mqtt_args],
+                    [str(TASKD_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", *self.store_args(), *mqtt_args,
+                     *self.extra_args],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 )
             end = time.monotonic() + deadline_s

@@ -6,16 +6,36 @@ Runs in the PostgreSQL pass of scripts/test (TASKD_SDK_POSTGRES_URL); the embedd
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from huaweicloudsdkiotda.v5 import ListDevicesRequest
+from huaweicloudsdkiotda.v5 import (
+    CreateBatchTask,
+    CreateBatchTaskRequest,
+    CreateCommandRequest,
+    CreateMessageRequest,
+    DeviceCommandRequest,
+    DeviceMessageRequest,
+    DevicePropertiesRequest,
+    FreezeDeviceRequest,
+    ListDevicesRequest,
+    ListPropertiesRequest,
+    ShowBatchTaskRequest,
+    ShowDeviceMessageRequest,
+    UpdateDesired,
+    UpdateDesireds,
+    UpdateDeviceShadowDesiredDataRequest,
+    UpdatePropertiesRequest,
+)
 
-from taskd_sdk import (POSTGRES_URL, TASKD_BIN, Api, Creds, TaskdServer, new_ak, new_project_id, new_sk, progress,
-                       wait_for, write_xlsx)
+from mqtt_device import Device
+from taskd_sdk import (POSTGRES_URL, TASKD_BIN, Api, Creds, TaskdServer, expect_error, new_ak, new_project_id, new_sk,
+                       progress, wait_for, write_xlsx)
+from test_mqtt_devices import online, register
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="a cluster shares a PostgreSQL database "
                                                           "(the PostgreSQL pass of scripts/test runs it)")
@@ -188,3 +208,98 @@ def test_a_postgres_restart_mid_task_is_survived(tmp_path, private_postgres):
     finally:
         for node in nodes:
             node.kill()
+
+
+# ---- devices: connected to one node, reached through any ------------------------------------------------------
+
+
+@pytest.fixture
+def device_cluster(tmp_path):
+    """Three nodes, each with a device listener on its own loopback address (as behind a TCP load balancer), and a
+    short node timeout so that a killed node's devices go OFFLINE within seconds."""
+    bootstrap = Creds(new_project_id(), new_ak(), new_sk())
+    nodes: list[TaskdServer] = []
+    for i in range(3):
+        nodes.append(TaskdServer(tmp_path / f"dnode{i}", name=f"dnode{i}", bootstrap=bootstrap,
+                                 database_url=nodes[0].database_url if nodes else None,
+                                 mqtt_host=f"127.0.0.{i + 2}", extra_args=("--node-timeout-secs", "5")))
+    for node in nodes:
+        node.start()
+    yield nodes
+    for node in nodes:
+        node.kill()
+    nodes[0].drop_database()
+
+
+def on_node(node: TaskdServer, device_id: str, secret: str, **kw) -> Device:
+    return Device(node.mqtt_host, node.mqtt_port, device_id, secret, **kw)
+
+
+def command(api: Api, device_id: str, paras: dict):
+    return api.client.create_command(CreateCommandRequest(device_id=device_id, body=DeviceCommandRequest(
+        service_id="Switch", command_name="ON", paras=paras)))
+
+
+def message_status(api: Api, device_id: str, message_id: str) -> str:
+    return api.client.show_device_message(ShowDeviceMessageRequest(device_id=device_id, message_id=message_id)).status
+
+
+def test_devices_are_reached_through_any_node_and_outlive_their_node(device_cluster):
+    apis = [api_on(n) for n in device_cluster]
+    device_id, secret = register(apis[0])
+    first = on_node(device_cluster[1], device_id, secret)
+    try:
+        assert first.connect() == 0
+        online(apis[2], device_id)
+        # Commands, property requests and messages issued on the other nodes reach the device on node 1.
+        assert command(apis[2], device_id, {"via": 2}).response["paras"]["echo"] == {"via": 2}
+        assert command(apis[0], device_id, {"via": 0}).response["paras"]["echo"] == {"via": 0}
+        assert apis[0].client.update_properties(UpdatePropertiesRequest(device_id=device_id, body=DevicePropertiesRequest(
+            services=[{"service_id": "Switch", "properties": {"state": 1}}]))).response["result_code"] == 0
+        got = apis[2].client.list_properties(ListPropertiesRequest(device_id=device_id, service_id="Switch"))
+        assert got.response["services"][0]["properties"] == {"state": 1}
+        apis[2].client.create_message(CreateMessageRequest(device_id=device_id, body=DeviceMessageRequest(
+            message_id="m-routed", message="hello")))
+        first.wait_message(lambda t, p: t.endswith("/sys/messages/down") and b"m-routed" in p)
+        wait_for(lambda: message_status(apis[0], device_id, "m-routed") == "DELIVERED", "routed message DELIVERED")
+        apis[2].client.update_device_shadow_desired_data(UpdateDeviceShadowDesiredDataRequest(
+            device_id=device_id, body=UpdateDesireds(shadow=[UpdateDesired(service_id="Switch",
+                                                                           desired={"state": 7})])))
+        first.wait_message(lambda t, p: "/sys/properties/set/" in t and json.loads(p)["services"] == [
+            {"service_id": "Switch", "properties": {"state": 7}}])
+        # A batch task, claimed by whichever node: its sub-task reaches the device where it is.
+        created = apis[0].client.create_batch_task(CreateBatchTaskRequest(body=CreateBatchTask(
+            task_name="routed", task_type="createCommands", targets=[device_id],
+            document={"service_id": "Switch", "command_name": "REBOOT", "paras": {"n": 1}})))
+        task = wait_for(lambda: (t := apis[1].client.show_batch_task(ShowBatchTaskRequest(
+            task_id=created.task_id))).batchtask.status in FINAL and t, "routed createCommands finished")
+        assert task.batchtask.status == "Success", task.task_details
+        assert json.loads(task.task_details[0].output)["paras"]["command_name"] == "REBOOT"
+
+        # A second connection on node 0 wins: node 1 closes the older one.
+        second = on_node(device_cluster[0], device_id, secret)
+        assert second.connect() == 0
+        assert first.wait_disconnected(), "the older connection on another node was not closed"
+        first.client.loop_stop()
+        assert command(apis[1], device_id, {"to": "second"}).response["paras"]["echo"] == {"to": "second"}
+
+        # Node 0 dies with the device's connection: the others take it for dead and the device goes OFFLINE.
+        device_cluster[0].kill()
+        second.client.loop_stop()
+        online(apis[1], device_id, "OFFLINE")
+        expect_error(lambda: command(apis[1], device_id, {}), 409, "IOTDA.014016")
+        apis[1].client.create_message(CreateMessageRequest(device_id=device_id, body=DeviceMessageRequest(
+            message_id="m-waits", message="later")))
+        assert message_status(apis[2], device_id, "m-waits") == "PENDING"
+        # It reconnects elsewhere (the load balancer's next node): what waited is delivered, commands reach it.
+        with on_node(device_cluster[2], device_id, secret) as third:
+            assert third.connect() == 0
+            third.wait_message(lambda t, p: t.endswith("/sys/messages/down") and b"m-waits" in p)
+            wait_for(lambda: message_status(apis[1], device_id, "m-waits") == "DELIVERED", "waiting message DELIVERED")
+            assert command(apis[1], device_id, {"after": "failover"}).response["paras"]["echo"] == {"after": "failover"}
+            # Freezing it on node 1 closes its connection on node 2.
+            apis[1].client.freeze_device(FreezeDeviceRequest(device_id=device_id))
+            assert third.wait_disconnected(), "freezing did not close the connection on another node"
+            third.client.loop_stop()
+    finally:
+        first.client.loop_stop()

@@ -128,7 +128,28 @@ pub async fn run<S>(
     // one, and its end would never mark the device OFFLINE.
     let _connecting = hub.connect_lock(&key).await;
     match hub.store().device_session_open(&session).await {
-        Ok(Ok(_replaced)) => {}
+        Ok(Ok(Some(replaced))) if replaced.node_id != hub.node_id() => {
+            // The device's older connection is on another node: that node closes it (the
+            // newer connection wins, spec §1.6). On this node `register` closes it.
+            let mail = crate::relay::Mail::Disconnect {
+                project_id: key.0.project_id.clone(),
+                instance_id: key.0.instance_id.clone(),
+                device_id: key.1.clone(),
+                session_id: Some(replaced.session_id),
+            };
+            if let Err(e) = crate::relay::send(
+                hub.store().as_ref(),
+                hub.clock().as_ref(),
+                &replaced.node_id,
+                &mail,
+                Duration::from_secs(30),
+            )
+            .await
+            {
+                tracing::warn!(device_id = %key.1, error = %e, "older connection on another node not closed");
+            }
+        }
+        Ok(Ok(_)) => {}
         Ok(Err(SessionRefusal::Frozen)) => {
             refuse(&mut framed, Refusal::Frozen).await;
             return;

@@ -178,6 +178,22 @@ impl Hub {
         }
     }
 
+    /// Whether the device is connected to this node.
+    pub fn holds(&self, key: &DeviceKey) -> bool {
+        self.sessions.lock().unwrap().contains_key(key)
+    }
+
+    /// Closes the device's connection on this node: any (`session_id` absent), or only
+    /// that session (one a newer connection on another node replaced).
+    pub async fn disconnect_session(&self, key: &DeviceKey, session_id: Option<&str>) {
+        let _connecting = self.connect_lock(key).await;
+        if let Some(handle) = self.session(key)
+            && session_id.is_none_or(|id| id == handle.session_id)
+        {
+            handle.close.cancel();
+        }
+    }
+
     fn session(&self, key: &DeviceKey) -> Option<SessionHandle> {
         self.sessions.lock().unwrap().get(key).cloned()
     }
@@ -710,13 +726,10 @@ impl DeviceChannel for Hub {
     }
 
     async fn disconnect(&self, scope: &TaskScope, device_id: &str) {
-        let key: DeviceKey = (scope.clone(), device_id.to_owned());
         // A CONNECT that recorded its session before the freeze or delete committed is
         // waited for, then closed with the rest.
-        let _connecting = self.connect_lock(&key).await;
-        if let Some(handle) = self.session(&key) {
-            handle.close.cancel();
-        }
+        self.disconnect_session(&(scope.clone(), device_id.to_owned()), None)
+            .await;
     }
 
     async fn is_online(&self, scope: &TaskScope, device_id: &str) -> bool {

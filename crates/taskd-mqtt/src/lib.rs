@@ -9,6 +9,8 @@
 //! * [`auth`]: IoTDA's client id and password rules;
 //! * [`hub`]: the devices connected to this node and the [`DeviceChannel`] over them
 //!   (commands, property set/get, messages, desired shadow pushes);
+//! * [`relay`]: the [`DeviceChannel`] of a node among several: requests for a device
+//!   connected to another node travel there as mail through the store;
 //! * [`topics`], [`payloads`]: IoTDA's topic grammar and JSON, read tolerantly.
 //!
 //! The packet codec is `rumqttc`'s (`mqttbytes::v4`): a maintained MQTT 3.1.1 codec whose
@@ -21,8 +23,10 @@ pub mod codec;
 pub mod connection;
 pub mod hub;
 pub mod payloads;
+pub mod relay;
 pub mod server;
 pub mod topics;
 
 pub use hub::Hub;
+pub use relay::{DEFAULT_NODE_TIMEOUT, Router};
 pub use server::{DEFAULT_MAX_CONNECTIONS, MqttServer, TlsConfigError, tls_acceptor};

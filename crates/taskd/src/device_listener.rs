@@ -42,6 +42,12 @@ pub struct DeviceListenerArgs {
     #[arg(long, env = "TASKD_MQTT_ENFORCE_SECURE_ACCESS", default_value_t = true,
           action = clap::ArgAction::Set)]
     pub mqtt_enforce_secure_access: bool,
+    /// With several nodes on PostgreSQL: how long a node may go unseen before the others
+    /// take it for dead and mark the devices it held OFFLINE (it beats three times per
+    /// timeout).
+    #[arg(long, env = "TASKD_NODE_TIMEOUT_SECS", default_value_t = taskd_mqtt::DEFAULT_NODE_TIMEOUT.as_secs() as u32,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub node_timeout_secs: u32,
 }
 
 /// The bound listeners, ready to serve.

@@ -148,20 +148,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "ended device sessions of this node's previous run"
         );
     }
-    let (channel, device_tasks): (Arc<dyn DeviceChannel>, _) = if device_listeners.any() {
+    // With a device listener, or on PostgreSQL where other nodes may hold devices, the
+    // channel is a router: this node's hub for its own connections, mail through the
+    // store for the others' (taskd_mqtt::relay).
+    let clustered = matches!(backend, Backend::Postgres(_));
+    let has_listener = device_listeners.any();
+    let mut device_tasks = Vec::new();
+    let channel: Arc<dyn DeviceChannel> = if has_listener || clustered {
         let hub = taskd_mqtt::Hub::new(store.clone(), clock.clone(), node_id);
-        let server = taskd_mqtt::MqttServer::new(
-            Arc::clone(&hub),
-            args.devices.mqtt_max_connections as usize,
-            args.devices.mqtt_enforce_secure_access,
-        );
-        let tasks = device_listeners.spawn(server, devices_stop.clone());
-        (hub, tasks)
+        let router = taskd_mqtt::Router::new(Arc::clone(&hub));
+        if clustered {
+            // Before any device connects: the others reap sessions of unknown nodes.
+            router.join().await.context("joining the cluster")?;
+            let node_timeout = Duration::from_secs(u64::from(args.devices.node_timeout_secs));
+            device_tasks.push(tokio::spawn(
+                Arc::clone(&router).run(node_timeout, devices_stop.clone()),
+            ));
+        }
+        if has_listener {
+            let server = taskd_mqtt::MqttServer::new(
+                hub,
+                args.devices.mqtt_max_connections as usize,
+                args.devices.mqtt_enforce_secure_access,
+            );
+            device_tasks.extend(device_listeners.spawn(server, devices_stop.clone()));
+        }
+        router
     } else {
-        (Arc::new(NoDeviceChannel), Vec::new())
+        Arc::new(NoDeviceChannel)
     };
-    let device_executor = (!device_tasks.is_empty())
-        .then(|| Devices::new(store.clone(), clock.clone(), Arc::clone(&channel)));
+    // Device task types run here only where devices connect; else they wait for workers.
+    let device_executor =
+        has_listener.then(|| Devices::new(store.clone(), clock.clone(), Arc::clone(&channel)));
     let runner = Runner::start(
         engine.clone(),
         Registry::with_channel(Arc::clone(&channel)),
