@@ -333,6 +333,7 @@ def test_batch_commands_messages_and_shadows_run_on_real_connections(device_serv
         assert details[ok_id].status == "Success"
         assert json.loads(details[ok_id].output)["paras"]["command_name"] == "REBOOT"
         assert details[bad_id].status == "Fail" and details[bad_id].error.error_code == "IOTDA.014901"
+        assert json.loads(details[bad_id].output)["result_code"] == 1, "the refusing answer is the output (Q13)"
         assert details[offline_id].error.error_code == "IOTDA.014016"
         assert details["prod_not_registered"].error.error_code == "IOTDA.014000"
 
@@ -348,6 +349,25 @@ def test_batch_commands_messages_and_shadows_run_on_real_connections(device_serv
         wait_until(lambda: task_of(dapi, created.task_id).batchtask.status == "Success", "updateDeviceShadows")
         _, payload = ok.wait_message(lambda t, p: "/sys/properties/set/" in t)
         assert json.loads(payload)["services"] == [{"service_id": "Switch", "properties": {"state": 9}}]
+
+
+def test_batch_messages_wait_for_offline_devices(device_server, dapi):
+    """spec §3: a createMessages sub-task for an offline device is cached (PENDING), not failed; it succeeds once the
+    device connects and takes the message."""
+    device_id, secret = register(dapi)
+    created = dapi.client.create_batch_task(CreateBatchTaskRequest(body=CreateBatchTask(
+        task_name="hello_later", task_type="createMessages", targets=[device_id],
+        document={"message": "see you", "message_id": "later"})))
+    waiting = wait_until(lambda: (t := task_of(dapi, created.task_id)).task_details[0].status == "FailWaitRetry" and t,
+                         "the sub-task waits for its device")
+    assert waiting.batchtask.status == "Processing"
+    assert waiting.task_details[0].error.error_code == "IOTDA.014016"
+    with device(device_server, device_id, secret) as d:
+        assert d.connect() == 0
+        d.wait_message(lambda t, p: t.endswith("/sys/messages/down") and b"see you" in p)
+        done = wait_until(lambda: (t := task_of(dapi, created.task_id)).batchtask.status in ("Success", "Fail") and t,
+                          "createMessages finished")
+        assert done.batchtask.status == "Success", done.task_details
 
 
 @pytest.mark.skipif(POSTGRES_URL is not None, reason="on PostgreSQL each process is its own node: a dead node's "

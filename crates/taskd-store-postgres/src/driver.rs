@@ -190,7 +190,8 @@ impl Driver for PgDriver {
         let attempts: Vec<i64> = results.iter().map(|r| r.attempt).collect();
         let done = sqlx::query(
             "UPDATE sub_tasks s SET state = u.state, \
-             output = CASE WHEN u.state = 'succeeded' THEN u.output ELSE s.output END, \
+             output = CASE WHEN u.state = 'succeeded' THEN u.output \
+                      ELSE COALESCE(u.output, s.output) END, \
              error_code = u.error_code, error_msg = u.error_msg, ready_at = u.ready_at, \
              retries = u.retries, \
              progress = CASE WHEN u.state = 'succeeded' THEN 100 ELSE s.progress END, \

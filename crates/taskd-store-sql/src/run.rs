@@ -307,7 +307,7 @@ pub async fn leader_release<D: Driver>(driver: &D, name: &str, holder: &str) -> 
 pub struct ResultWrite {
     pub id: i64,
     pub state: SubTaskState,
-    /// Kept only on success (a failed run leaves the last good output).
+    /// Written on success; on failure only when given (else the last output stays).
     pub output: Option<String>,
     pub error_code: Option<String>,
     pub error_msg: Option<String>,
@@ -397,6 +397,7 @@ pub async fn report<D: Driver>(
             outcome = RunOutcome::Failed {
                 error_code: refused.error_code,
                 error_msg: refused.error_msg,
+                output: None,
             };
         }
         let decision = decide(task, retries, &outcome, now);
@@ -405,6 +406,12 @@ pub async fn report<D: Driver>(
             RunOutcome::Failed {
                 error_code,
                 error_msg,
+                output,
+            } => (output, Some(error_code), Some(error_msg)),
+            RunOutcome::Deferred {
+                error_code,
+                error_msg,
+                ..
             } => (None, Some(error_code), Some(error_msg)),
         };
         writes.push(ResultWrite {

@@ -29,6 +29,7 @@ pub fn claimed_sub_tasks(
         document_json: task.document_json.clone(),
         service: task.operation.as_ref().map(|o| o.service),
         op_instance_id: task.operation.as_ref().map(|o| o.instance_id.clone()),
+        created_at: task.created_at,
     });
     for (id, target, input_json, attempts) in rows {
         out.push(ClaimedSubTask {
@@ -175,6 +176,11 @@ pub fn decide(task: &Task, retries: i64, outcome: &RunOutcome, now: Timestamp) -
         (RunOutcome::Failed { .. }, _) => Decision {
             state: SubTaskState::Failed,
             ready_at: None,
+            retries,
+        },
+        (RunOutcome::Deferred { until, .. }, _) => Decision {
+            state: SubTaskState::RetryWaiting,
+            ready_at: Some((*until).max(now)),
             retries,
         },
     }

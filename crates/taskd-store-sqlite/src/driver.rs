@@ -166,7 +166,7 @@ impl Driver for SqliteDriver {
                 .execute(
                     Stmt::new(
                         "UPDATE sub_tasks SET state = $1, \
-                         output = CASE WHEN $1 = 'succeeded' THEN $2 ELSE output END, \
+                         output = CASE WHEN $1 = 'succeeded' THEN $2 ELSE COALESCE($2, output) END, \
                          error_code = $3, error_msg = $4, ready_at = $5, retries = $6, \
                          progress = CASE WHEN $1 = 'succeeded' THEN 100 ELSE progress END, \
                          lease_owner = NULL, lease_until = NULL, updated_at = $7 \

@@ -100,6 +100,7 @@ macro_rules! store_conformance_tests {
             run_claims_are_fair_between_tasks,
             run_claims_respect_running_limits,
             run_failures_retry_by_policy,
+            run_deferred_results_wait_without_using_retries,
             run_leases_expire_and_fence_late_results,
             run_a_batch_judges_each_result_on_its_own,
             run_stop_takes_the_lease_away,

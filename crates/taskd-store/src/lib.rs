@@ -256,6 +256,8 @@ pub struct ClaimedTask {
     pub service: Option<OpService>,
     /// ... and the instance it acts on (the scope's instance is the service's key).
     pub op_instance_id: Option<String>,
+    /// When the task was created (the start of a `createAsyncCommands` expiry).
+    pub created_at: Timestamp,
 }
 
 /// A sub-task leased to an executor.
@@ -289,6 +291,17 @@ pub enum RunOutcome {
         output: Option<String>,
     },
     Failed {
+        error_code: String,
+        error_msg: String,
+        /// What the executor got that said no (a device's answer with a non-zero
+        /// `result_code`); `None` keeps the sub-task's last output.
+        output: Option<String>,
+    },
+    /// Not finished, and not a failure: the sub-task waits (`RetryWaiting`) until `until`
+    /// and runs again, without using up a retry of its task's policy (a message waiting
+    /// for its device to come online). The error fields say why it waits.
+    Deferred {
+        until: Timestamp,
         error_code: String,
         error_msg: String,
     },

@@ -193,6 +193,16 @@ impl StoredText for RunOutcome {
             RunOutcome::Failed {
                 error_code,
                 error_msg,
+                output,
+            } => {
+                check("error_code", error_code)?;
+                check("error_msg", error_msg)?;
+                check_opt("output", output)
+            }
+            RunOutcome::Deferred {
+                error_code,
+                error_msg,
+                ..
             } => {
                 check("error_code", error_code)?;
                 check("error_msg", error_msg)

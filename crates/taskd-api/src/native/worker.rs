@@ -165,6 +165,7 @@ fn run_result(entry: Value) -> Result<Option<RunResult>, Invalid> {
             RunOutcome::Failed {
                 error_code,
                 error_msg: error_msg.unwrap_or_default(),
+                output: None,
             }
         }
     };

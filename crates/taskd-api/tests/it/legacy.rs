@@ -195,6 +195,7 @@ async fn report(app: &TestApp, c: &taskd_store::ClaimedSubTask, ok: bool) {
         RunOutcome::Failed {
             error_code: "E_FLASH".into(),
             error_msg: "flash write failed".into(),
+            output: None,
         }
     };
     app.engine

@@ -15,6 +15,7 @@ pub mod registry;
 
 use std::time::Duration;
 
+use taskd_core::Timestamp;
 use taskd_store::{ClaimedSubTask, DeviceEffect, ReportOutcome, RunOutcome, RunResult};
 
 pub use device::{DeviceTaskType, Devices};
@@ -45,6 +46,16 @@ pub enum Executed {
         effect: Option<Box<DeviceEffect>>,
     },
     Failed {
+        kind: SubTaskErrorKind,
+        message: String,
+        /// What the executor got that said no (a device's refusing answer), shown as the
+        /// sub-task's output.
+        output: Option<String>,
+    },
+    /// Not finished and not failed: run it again at `until` (a message waiting for its
+    /// device), without using up a retry; `kind` and `message` say why it waits.
+    Deferred {
+        until: Timestamp,
         kind: SubTaskErrorKind,
         message: String,
     },
@@ -140,8 +151,25 @@ impl Engine {
                 Executed::Succeeded { output, effect } => {
                     (RunOutcome::Succeeded { output }, effect.map(|e| *e))
                 }
-                Executed::Failed { kind, message } => (
+                Executed::Failed {
+                    kind,
+                    message,
+                    output,
+                } => (
                     RunOutcome::Failed {
+                        error_code: kind.code().to_owned(),
+                        error_msg: message,
+                        output,
+                    },
+                    None,
+                ),
+                Executed::Deferred {
+                    until,
+                    kind,
+                    message,
+                } => (
+                    RunOutcome::Deferred {
+                        until,
                         error_code: kind.code().to_owned(),
                         error_msg: message,
                     },
@@ -173,6 +201,7 @@ async fn run_one<E: Executor>(executor: &E, sub_task: &ClaimedSubTask) -> Execut
         None => Executed::Failed {
             kind: SubTaskErrorKind::NoExecutor,
             message: format!("task type {} has no executor", sub_task.task.kind),
+            output: None,
         },
     }
 }

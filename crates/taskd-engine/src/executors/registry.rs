@@ -113,6 +113,7 @@ impl Executor for Registry {
             Err(Invalid(message)) => Executed::Failed {
                 kind: SubTaskErrorKind::InvalidInput,
                 message,
+                output: None,
             },
         }
     }

@@ -423,6 +423,7 @@ fn result(c: &crate::ClaimedSubTask, ok: bool) -> RunResult {
             RunOutcome::Failed {
                 error_code: "E".into(),
                 error_msg: "failed".into(),
+                output: None,
             }
         },
         effect: None,

@@ -47,6 +47,7 @@ async fn finish(store: &dyn Store, project: &str, kind: &str, succeed: bool, now
                 RunOutcome::Failed {
                     error_code: "E1".into(),
                     error_msg: "flavour sold out".into(),
+                    output: None,
                 }
             },
             effect: None,

@@ -35,6 +35,7 @@ fn failed(c: &ClaimedSubTask, code: &str) -> RunResult {
         outcome: RunOutcome::Failed {
             error_code: code.to_owned(),
             error_msg: format!("{code} happened"),
+            output: None,
         },
         effect: None,
     }
@@ -387,6 +388,82 @@ pub async fn run_failures_retry_by_policy(store: Arc<dyn Store>) {
         [ReportOutcome::Accepted(SubTaskState::RetryWaiting)]
     );
     check(store, &s, t.id).await;
+}
+
+pub async fn run_deferred_results_wait_without_using_retries(store: Arc<dyn Store>) {
+    let store = &*store;
+    let s = scope("p1", "");
+    let mut t = new_task(&s, "t");
+    t.retry = Some(RetryPolicy {
+        count: 0,
+        interval_minutes: 5,
+    });
+    let t = insert(store, t, sub_tasks_for(&["a", "b"]), T0).await;
+    let c = claim_all(store, "p1", at(0)).await;
+    assert_eq!(c.len(), 2);
+    let deferred = |c: &ClaimedSubTask, until: Timestamp| RunResult {
+        sub_task_id: c.id,
+        attempt: c.attempt,
+        outcome: RunOutcome::Deferred {
+            until,
+            error_code: "OFFLINE".into(),
+            error_msg: "waiting for the device".into(),
+        },
+        effect: None,
+    };
+    // "b" fails, with what the executor got as its output; no retries: Failed.
+    let mut refused = failed(&c[1], "E");
+    if let RunOutcome::Failed { output, .. } = &mut refused.outcome {
+        *output = Some(r#"{"result_code":1}"#.into());
+    }
+    assert_eq!(
+        report(
+            store,
+            Some("p1"),
+            vec![deferred(&c[0], at(MINUTE)), refused],
+            at(1)
+        )
+        .await,
+        [
+            ReportOutcome::Accepted(SubTaskState::RetryWaiting),
+            ReportOutcome::Accepted(SubTaskState::Failed)
+        ]
+    );
+    let b = sub_task(store, &s, t.id, "b").await;
+    assert_eq!(b.output.as_deref(), Some(r#"{"result_code":1}"#));
+    let a = sub_task(store, &s, t.id, "a").await;
+    assert_eq!(a.state, SubTaskState::RetryWaiting);
+    assert_eq!(a.error_code.as_deref(), Some("OFFLINE"));
+    assert_eq!(store.next_due(at(1)).await.unwrap(), Some(at(MINUTE)));
+    assert!(claim_all(store, "p1", at(MINUTE - 1)).await.is_empty());
+    // Deferred again and again: a policy of no retries is not used up by waiting.
+    let mut now = at(MINUTE);
+    for round in 2..=4 {
+        store.maintain(now, 100).await.unwrap();
+        let c = claim_all(store, "p1", now).await;
+        assert_eq!(c.len(), 1, "round {round}");
+        assert_eq!(c[0].attempt, round);
+        let outcome = report(
+            store,
+            Some("p1"),
+            vec![deferred(&c[0], now.plus_millis(MINUTE))],
+            now,
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            [ReportOutcome::Accepted(SubTaskState::RetryWaiting)]
+        );
+        now = now.plus_millis(MINUTE);
+    }
+    store.maintain(now, 100).await.unwrap();
+    let c = claim_all(store, "p1", now).await;
+    assert_eq!(
+        report(store, Some("p1"), vec![ok(&c[0], "done")], now).await,
+        [ReportOutcome::Accepted(SubTaskState::Succeeded)]
+    );
+    let task = check(store, &s, t.id).await;
+    assert_eq!(task.state, TaskState::PartiallySucceeded);
 }
 
 pub async fn run_leases_expire_and_fence_late_results(store: Arc<dyn Store>) {

@@ -369,10 +369,22 @@ pub async fn text_with_nul_is_refused_and_writes_nothing(store: Arc<dyn Store>) 
         RunOutcome::Failed {
             error_code: N.into(),
             error_msg: "m".into(),
+            output: None,
         },
         RunOutcome::Failed {
             error_code: "E".into(),
             error_msg: N.into(),
+            output: None,
+        },
+        RunOutcome::Failed {
+            error_code: "E".into(),
+            error_msg: "m".into(),
+            output: Some(N.into()),
+        },
+        RunOutcome::Deferred {
+            until: at(5),
+            error_code: N.into(),
+            error_msg: "m".into(),
         },
     ] {
         // Refused whole, the good result beside it included: nothing is half-recorded.
@@ -939,6 +951,7 @@ pub async fn text_control_characters_round_trip(store: Arc<dyn Store>) {
                     RunOutcome::Failed {
                         error_code: odd("E"),
                         error_msg: odd("msg"),
+                        output: None,
                     },
                 ),
             ],
