@@ -131,18 +131,9 @@ impl Executor for Devices {
     const LEASE: Duration = Duration::from_secs(90);
 
     async fn execute(&self, task_type: DeviceTaskType, sub_task: &ClaimedSubTask) -> Executed {
-        let scope = &sub_task.task.scope;
-        let device_id = sub_task.target.as_str();
-        match self.store.device_get(scope, device_id).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return failed(
-                    SubTaskErrorKind::DeviceNotFound,
-                    format!("The device {device_id} does not exist."),
-                );
-            }
-            Err(e) => return failed(SubTaskErrorKind::DeviceOffline, e.to_string()),
-        }
+        // No registry read up front: a connected device exists (deleting one closes its
+        // connection), so only an offline one is looked up (`offline_or_missing`), and the
+        // message and shadow writes refuse a missing device themselves.
         let doc = document(sub_task);
         match task_type {
             DeviceTaskType::CreateCommands | DeviceTaskType::CreateAsyncCommands => {
@@ -155,6 +146,20 @@ impl Executor for Devices {
 }
 
 impl Devices {
+    /// The failure for a device the channel found offline: `IOTDA.014000` if it is no
+    /// registered device at all.
+    async fn offline_or_missing(&self, sub_task: &ClaimedSubTask, e: ChannelError) -> Executed {
+        let device_id = &sub_task.target;
+        match self.store.device_get(&sub_task.task.scope, device_id).await {
+            Ok(None) => failed(
+                SubTaskErrorKind::DeviceNotFound,
+                format!("The device {device_id} does not exist."),
+            ),
+            Ok(Some(_)) => channel_failure(e),
+            Err(store) => failed(SubTaskErrorKind::DeviceOffline, store.to_string()),
+        }
+    }
+
     async fn command(
         &self,
         task_type: DeviceTaskType,
@@ -180,6 +185,9 @@ impl Devices {
             && !self.channel.is_online(scope, device_id).await
         {
             let now = self.clock.now();
+            if !matches!(self.store.device_get(scope, device_id).await, Ok(Some(_))) {
+                return self.offline_or_missing(sub_task, ChannelError::Offline).await;
+            }
             if now >= deadline {
                 return failed(
                     SubTaskErrorKind::DeviceOffline,
@@ -218,6 +226,7 @@ impl Devices {
                 message: format!("device returned result_code {}", reply.result_code()),
                 output: Some(reply.payload.to_string()),
             },
+            Err(e @ ChannelError::Offline) => self.offline_or_missing(sub_task, e).await,
             Err(e) => channel_failure(e),
         }
     }
@@ -242,7 +251,7 @@ impl Devices {
             .clamp(0, DEFAULT_MESSAGE_TTL_MINUTES * 30);
         // ttl 0: no caching (IoTDA): an offline device fails the sub-task at once.
         if ttl == 0 && !self.channel.is_online(scope, device_id).await {
-            return channel_failure(ChannelError::Offline);
+            return self.offline_or_missing(sub_task, ChannelError::Offline).await;
         }
         // One message per sub-task: a later run (the device was offline, a lost lease)
         // finds the message its earlier run stored.
