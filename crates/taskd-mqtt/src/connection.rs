@@ -127,7 +127,7 @@ pub async fn run<S>(
     // order: else the connection the hub keeps could be another than the store's current
     // one, and its end would never mark the device OFFLINE.
     let _connecting = hub.connect_lock(&key).await;
-    match hub.store().device_session_open(&session).await {
+    match hub.open_session(session.clone()).await {
         Ok(Ok(Some(replaced))) if replaced.node_id != hub.node_id() => {
             // The device's older connection is on another node: that node closes it (the
             // newer connection wins, spec §1.6). On this node `register` closes it.

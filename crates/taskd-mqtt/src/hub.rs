@@ -16,7 +16,9 @@ use rumqttc::QoS;
 use serde_json::{Value, json};
 use taskd_core::{Clock, TaskScope};
 use taskd_engine::device_channel::{ChannelError, DeviceChannel, DeviceCommand, DeviceReply};
-use taskd_store::{DeviceMessage, DeviceVersions, MessageStatus, Store};
+use taskd_store::{
+    DeviceMessage, DeviceSession, DeviceVersions, MessageStatus, SessionRefusal, Store,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +43,40 @@ const PUBACK_TIMEOUT: Duration = Duration::from_secs(20);
 const DESIRED_PUSH_PROTECTION: Duration = Duration::from_secs(300);
 /// Pending messages delivered per connection, oldest first.
 const PENDING_DELIVERIES_PER_CONNECT: u32 = 1_000;
+/// CONNECTs recorded per store transaction at most (see [`session_writer`]).
+const SESSION_BATCH: usize = 256;
+
+/// What recording a new connection came to (a store failure as its text: one failed
+/// transaction answers every CONNECT of its batch).
+pub type SessionOpened = Result<Result<Option<DeviceSession>, SessionRefusal>, String>;
+
+struct OpenRequest {
+    session: DeviceSession,
+    reply: oneshot::Sender<SessionOpened>,
+}
+
+/// Records new connections in batches: whatever CONNECTs arrived while the last
+/// transaction ran go into the next one. A connect storm on the embedded store is bound by
+/// its one writer; one commit per CONNECT held it near 1,000 a second.
+async fn session_writer(store: Arc<dyn Store>, mut requests: mpsc::Receiver<OpenRequest>) {
+    let mut batch = Vec::with_capacity(SESSION_BATCH);
+    while requests.recv_many(&mut batch, SESSION_BATCH).await > 0 {
+        let sessions: Vec<DeviceSession> = batch.iter().map(|r| r.session.clone()).collect();
+        match store.device_sessions_open(&sessions).await {
+            Ok(results) => {
+                for (request, result) in batch.drain(..).zip(results) {
+                    let _ = request.reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(text.clone()));
+                }
+            }
+        }
+    }
+}
 
 /// What the hub asks a connection's task to write.
 #[derive(Debug)]
@@ -96,11 +132,18 @@ pub struct Hub {
     /// Bumped whenever a connection's start or end has been recorded in the store
     /// (what tests and benchmarks wait on instead of sleeping).
     sessions_changed: watch::Sender<u64>,
+    /// To the task recording new connections ([`session_writer`]).
+    session_opens: mpsc::Sender<OpenRequest>,
 }
 
 impl Hub {
+    /// A hub; needs a Tokio runtime (it spawns the task that records connections, which
+    /// ends with the hub).
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, node_id: String) -> Arc<Hub> {
+        let (session_opens, requests) = mpsc::channel(4 * SESSION_BATCH);
+        tokio::spawn(session_writer(Arc::clone(&store), requests));
         Arc::new_cyclic(|me| Hub {
+            session_opens,
             store,
             clock,
             node_id,
@@ -126,6 +169,19 @@ impl Hub {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// Records a new connection (`Store::device_sessions_open`, batched with the other
+    /// CONNECTs in flight).
+    pub async fn open_session(&self, session: DeviceSession) -> SessionOpened {
+        let (reply, answer) = oneshot::channel();
+        self.session_opens
+            .send(OpenRequest { session, reply })
+            .await
+            .map_err(|_| "the session writer stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the session writer stopped".to_owned())?
     }
 
     /// Held while a CONNECT records its session and registers (see `connection::run`).

@@ -180,13 +180,54 @@ pub async fn session_open<D: Driver>(
     s: &DeviceSession,
 ) -> StoreResult<Result<Option<DeviceSession>, SessionRefusal>> {
     let mut tx = driver.begin_write().await?;
-    let Some(row) = load_row_locked::<D>(&mut tx, &s.scope, &s.device_id).await? else {
-        return tx.give_up(Err(SessionRefusal::DeviceNotFound)).await;
+    let opened = open_locked::<D>(&mut tx, s).await?;
+    if opened.is_err() {
+        return tx.give_up(opened).await;
+    }
+    tx.commit().await?;
+    Ok(opened)
+}
+
+/// Several [`session_open`]s in one transaction (a connect storm: one commit for many
+/// CONNECTs). The devices are locked in (scope, device) order, the order every multi-row
+/// session write here takes, so that two nodes' batches never deadlock; results come back
+/// in the given order.
+pub async fn sessions_open<D: Driver>(
+    driver: &D,
+    sessions: &[DeviceSession],
+) -> StoreResult<Vec<Result<Option<DeviceSession>, SessionRefusal>>> {
+    let mut order: Vec<usize> = (0..sessions.len()).collect();
+    // Stable: two connections of one device in a batch open in the order they came.
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&sessions[a], &sessions[b]);
+        (&x.scope.project_id, &x.scope.instance_id, &x.device_id).cmp(&(
+            &y.scope.project_id,
+            &y.scope.instance_id,
+            &y.device_id,
+        ))
+    });
+    let mut results = vec![Err(SessionRefusal::DeviceNotFound); sessions.len()];
+    let mut tx = driver.begin_write().await?;
+    for i in order {
+        results[i] = open_locked::<D>(&mut tx, &sessions[i]).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Opens one session in `tx`: locks the device row, refuses a missing or frozen device
+/// (writing nothing), else records the session and ONLINE.
+async fn open_locked<D: Driver>(
+    tx: &mut D::Tx,
+    s: &DeviceSession,
+) -> StoreResult<Result<Option<DeviceSession>, SessionRefusal>> {
+    let Some(row) = load_row_locked::<D>(tx, &s.scope, &s.device_id).await? else {
+        return Ok(Err(SessionRefusal::DeviceNotFound));
     };
     if row.into_device()?.status == DeviceStatus::Frozen {
-        return tx.give_up(Err(SessionRefusal::Frozen)).await;
+        return Ok(Err(SessionRefusal::Frozen));
     }
-    let older = session_row(&mut tx, &s.scope, &s.device_id).await?;
+    let older = session_row(tx, &s.scope, &s.device_id).await?;
     tx.execute(
         Stmt::new(
             "INSERT INTO device_sessions (project_id, instance_id, device_id, session_id, \
@@ -216,7 +257,6 @@ pub async fn session_open<D: Driver>(
         .bind(&s.device_id),
     )
     .await?;
-    tx.commit().await?;
     // The same connection opened again replaced nothing.
     Ok(Ok(older.filter(|o| o.session_id != s.session_id)))
 }

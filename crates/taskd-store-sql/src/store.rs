@@ -488,6 +488,16 @@ impl<D: Driver> Store for SqlStore<D> {
         channel::session_open(&self.driver, session).await
     }
 
+    async fn device_sessions_open(
+        &self,
+        sessions: &[DeviceSession],
+    ) -> StoreResult<Vec<Result<Option<DeviceSession>, SessionRefusal>>> {
+        for s in sessions {
+            s.check_text()?;
+        }
+        channel::sessions_open(&self.driver, sessions).await
+    }
+
     async fn device_session_close(
         &self,
         scope: &TaskScope,

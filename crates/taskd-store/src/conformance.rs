@@ -131,6 +131,7 @@ macro_rules! store_conformance_tests {
             channel_sessions_open_replace_and_close,
             channel_frozen_devices_and_sessions,
             channel_sessions_close_node,
+            channel_sessions_open_in_one_batch,
             channel_versions,
             channel_shadow_desired_and_reported,
             channel_shadow_refusals_write_nothing,

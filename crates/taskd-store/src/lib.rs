@@ -644,6 +644,15 @@ pub trait Store: Send + Sync + 'static {
         session: &DeviceSession,
     ) -> StoreResult<Result<Option<DeviceSession>, SessionRefusal>>;
 
+    /// [`Store::device_session_open`] for several connections in one transaction (a
+    /// connect storm): one result per session, in the given order; a refused one writes
+    /// nothing, the others are recorded. Two sessions of one device open in the given
+    /// order (the second replaces the first).
+    async fn device_sessions_open(
+        &self,
+        sessions: &[DeviceSession],
+    ) -> StoreResult<Vec<Result<Option<DeviceSession>, SessionRefusal>>>;
+
     /// Ends a session: OFFLINE, unless the device has a newer session (then nothing
     /// changes and this returns false).
     async fn device_session_close(

@@ -186,7 +186,9 @@ impl Devices {
         {
             let now = self.clock.now();
             if !matches!(self.store.device_get(scope, device_id).await, Ok(Some(_))) {
-                return self.offline_or_missing(sub_task, ChannelError::Offline).await;
+                return self
+                    .offline_or_missing(sub_task, ChannelError::Offline)
+                    .await;
             }
             if now >= deadline {
                 return failed(
@@ -251,7 +253,9 @@ impl Devices {
             .clamp(0, DEFAULT_MESSAGE_TTL_MINUTES * 30);
         // ttl 0: no caching (IoTDA): an offline device fails the sub-task at once.
         if ttl == 0 && !self.channel.is_online(scope, device_id).await {
-            return self.offline_or_missing(sub_task, ChannelError::Offline).await;
+            return self
+                .offline_or_missing(sub_task, ChannelError::Offline)
+                .await;
         }
         // One message per sub-task: a later run (the device was offline, a lost lease)
         // finds the message its earlier run stored.

@@ -203,6 +203,62 @@ pub async fn channel_frozen_devices_and_sessions(store: Arc<dyn Store>) {
     assert_eq!(status(store, &s, &id).await, (DeviceStatus::Offline, None));
 }
 
+pub async fn channel_sessions_open_in_one_batch(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (a, b) = (scope("p1", "i1"), scope("p2", ""));
+    let d1 = add(store, &a, "one").await;
+    let frozen = add(store, &b, "frozen").await;
+    let d3 = add(store, &b, "three").await;
+    store
+        .device_freeze(&b, &frozen, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let batch = [
+        session(&b, &d3, "s3", "node-a", 2),
+        session(&a, &d1, "s1", "node-a", 2),
+        session(&a, "p_missing", "sx", "node-a", 2),
+        session(&b, &frozen, "sf", "node-a", 2),
+        // The same device again in the batch: it replaces the first, in the given order.
+        session(&a, &d1, "s1b", "node-b", 3),
+    ];
+    let results = store.device_sessions_open(&batch).await.unwrap();
+    assert_eq!(
+        results,
+        vec![
+            Ok(None),
+            Ok(None),
+            Err(SessionRefusal::DeviceNotFound),
+            Err(SessionRefusal::Frozen),
+            Ok(Some(session(&a, &d1, "s1", "node-a", 2))),
+        ]
+    );
+    assert_eq!(status(store, &a, &d1).await.0, DeviceStatus::Online);
+    assert_eq!(status(store, &b, &d3).await.0, DeviceStatus::Online);
+    assert_eq!(status(store, &b, &frozen).await.0, DeviceStatus::Frozen);
+    assert_eq!(
+        store.device_session_get(&a, &d1).await.unwrap(),
+        Some(session(&a, &d1, "s1b", "node-b", 3))
+    );
+    assert_eq!(store.device_session_get(&b, &frozen).await.unwrap(), None);
+    assert_eq!(store.device_sessions_open(&[]).await.unwrap(), vec![]);
+    // Text with NUL: the whole batch is refused, nothing written.
+    let bad = [session(&b, &d3, "s\0", "node-a", 4)];
+    assert!(matches!(
+        store.device_sessions_open(&bad).await,
+        Err(StoreError::InvalidText(_))
+    ));
+    assert_eq!(
+        store
+            .device_session_get(&b, &d3)
+            .await
+            .unwrap()
+            .unwrap()
+            .session_id,
+        "s3"
+    );
+}
+
 pub async fn channel_sessions_close_node(store: Arc<dyn Store>) {
     let store = &*store;
     let (a, b) = (scope("p1", "i1"), scope("p2", ""));
