@@ -161,5 +161,12 @@ fn check(accepted: Accepted) {
                 assert!(u.expected_version.is_none_or(|v| v >= 0));
             }
         }
+        Accepted::SecretReset(reset, _force_disconnect) => {
+            // A secret the registry's rule accepts (and so no store refuses for NUL).
+            assert!(
+                taskd_core::device::is_device_secret(&reset.secret),
+                "accepted secret breaks the secret rule"
+            );
+        }
     }
 }
