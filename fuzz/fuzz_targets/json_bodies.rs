@@ -112,6 +112,18 @@ fn check(accepted: Accepted) {
                         taskd_store::RunOutcome::Failed {
                             error_code,
                             error_msg,
+                            output,
+                        } => {
+                            vec![
+                                Some(error_code.as_str()),
+                                Some(error_msg.as_str()),
+                                output.as_deref(),
+                            ]
+                        }
+                        taskd_store::RunOutcome::Deferred {
+                            error_code,
+                            error_msg,
+                            ..
                         } => {
                             vec![Some(error_code.as_str()), Some(error_msg.as_str())]
                         }
