@@ -112,6 +112,18 @@ fn check(accepted: Accepted) {
                         taskd_store::RunOutcome::Failed {
                             error_code,
                             error_msg,
+                            output,
+                        } => {
+                            vec![
+                                Some(error_code.as_str()),
+                                Some(error_msg.as_str()),
+                                output.as_deref(),
+                            ]
+                        }
+                        taskd_store::RunOutcome::Deferred {
+                            error_code,
+                            error_msg,
+                            ..
                         } => {
                             vec![Some(error_code.as_str()), Some(error_msg.as_str())]
                         }
@@ -160,6 +172,13 @@ fn check(accepted: Accepted) {
                 );
                 assert!(u.expected_version.is_none_or(|v| v >= 0));
             }
+        }
+        Accepted::SecretReset(reset, _force_disconnect) => {
+            // A secret the registry's rule accepts (and so no store refuses for NUL).
+            assert!(
+                taskd_core::device::is_device_secret(&reset.secret),
+                "accepted secret breaks the secret rule"
+            );
         }
     }
 }

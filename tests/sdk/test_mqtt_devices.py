@@ -26,6 +26,8 @@ from huaweicloudsdkiotda.v5 import (
     DevicePropertiesRequest,
     FreezeDeviceRequest,
     ListPropertiesRequest,
+    ResetDeviceSecret,
+    ResetDeviceSecretRequest,
     ShowBatchTaskRequest,
     ShowDeviceMessageRequest,
     ShowDeviceRequest,
@@ -175,6 +177,70 @@ def test_freeze_and_delete_disconnect(device_server, dapi):
     dapi.client.delete_device(DeleteDeviceRequest(device_id=other_id))
     assert o.wait_disconnected()
     o.client.loop_stop()
+
+
+def reset_secret(api, device_id, **body):
+    return api.client.reset_device_secret(ResetDeviceSecretRequest(
+        device_id=device_id, action_id="resetSecret", body=ResetDeviceSecret(**body)))
+
+
+def test_reset_device_secret_primary_and_secondary(device_server, dapi):
+    device_id, secret = register(dapi)
+    srv = device_server
+    # SECONDARY: the device may log in with either secret; its connection stays.
+    first = device(srv, device_id, secret)
+    assert first.connect() == 0
+    resp = reset_secret(dapi, device_id, secret="second-secret-1", secret_type="SECONDARY")
+    assert (resp.device_id, resp.secret, resp.secret_type) == (device_id, "second-secret-1", "SECONDARY")
+    assert not first.wait_disconnected(1.0), "a reset without force_disconnect keeps the connection"
+    first.close()
+    online(dapi, device_id, "OFFLINE")
+    with device(srv, device_id, "second-secret-1") as d:
+        assert d.connect() == 0
+        online(dapi, device_id)
+    online(dapi, device_id, "OFFLINE")
+    with device(srv, device_id, secret, sign_type="1") as d:
+        assert d.connect() == 0
+    assert device(srv, device_id, "third-secret-1").connect() == 4
+
+    # PRIMARY with force_disconnect: the connected device is cut off; the old primary secret is refused, the new one
+    # (and the secondary secret) let it in.
+    connected = device(srv, device_id, secret)
+    assert connected.connect() == 0
+    online(dapi, device_id)
+    resp = reset_secret(dapi, device_id, secret="new-primary-1", force_disconnect=True)
+    assert (resp.secret, resp.secret_type) == ("new-primary-1", "PRIMARY")
+    assert connected.wait_disconnected(), "force_disconnect did not close the connection"
+    connected.client.loop_stop()
+    online(dapi, device_id, "OFFLINE")
+    assert device(srv, device_id, secret).connect() == 4
+    with device(srv, device_id, "new-primary-1") as d:
+        assert d.connect() == 0
+        online(dapi, device_id)
+    with device(srv, device_id, "second-secret-1") as d:
+        assert d.connect() == 0
+
+    # No secret given: the platform makes one, answered once.
+    made = reset_secret(dapi, device_id, secret_type="SECONDARY").secret
+    assert len(made) == 32
+    assert device(srv, device_id, "second-secret-1").connect() == 4
+    with device(srv, device_id, made) as d:
+        assert d.connect() == 0
+
+
+def test_reset_device_secret_refusals(device_server, dapi):
+    device_id, _ = register(dapi)
+    expect_error(lambda: reset_secret(dapi, "prod_nobody", secret="whatever-1"), 404, "IOTDA.014000")
+    expect_error(lambda: reset_secret(dapi, device_id, secret="short"), 400, "IOTDA.000006")
+    expect_error(lambda: reset_secret(dapi, device_id, secret_type="TERTIARY"), 400, "IOTDA.000006")
+    expect_error(lambda: dapi.client.reset_device_secret(ResetDeviceSecretRequest(
+        device_id=device_id, action_id="rotate", body=ResetDeviceSecret())), 400, "IOTDA.000006")
+    cert_id = f"prod_{secrets.token_hex(4)}"
+    dapi.client.add_device(AddDeviceRequest(body=AddDevice(
+        device_id=cert_id, node_id=cert_id, product_id="prod",
+        auth_info=AuthInfo(auth_type="CERTIFICATES", fingerprint="ab" * 20))))
+    e = expect_error(lambda: reset_secret(dapi, cert_id, secret="whatever-1"), 400, "IOTDA.000006")
+    assert "CERTIFICATES" in e.error_msg
 
 
 def test_foreign_topics_are_refused(device_server, dapi):

@@ -14,7 +14,7 @@ use taskd_core::{
     DeviceUpdate, NewDevice, NewDeviceGroup, NewTask, RetryPolicy, TaskScope, Timestamp,
 };
 use taskd_engine::{ClaimRequest, NewOperation, TargetSource};
-use taskd_store::{DesiredUpdate, DeviceAttributes, PageRequest};
+use taskd_store::{DesiredUpdate, DeviceAttributes, PageRequest, SecretReset};
 
 pub use crate::iotda::task_file::{Limits, Sheet, read_task_file};
 pub use crate::legacy::validate::{Targets as LegacyTargets, ValidCreate as LegacyCreate};
@@ -81,10 +81,12 @@ pub enum JsonBody {
     LegacyRefreshToken,
     /// IoTDA `UpdateDeviceShadowDesiredData`.
     IotdaUpdateShadowDesired,
+    /// IoTDA `ResetDeviceSecret`.
+    IotdaResetDeviceSecret,
 }
 
 impl JsonBody {
-    pub const ALL: [JsonBody; 13] = [
+    pub const ALL: [JsonBody; 14] = [
         JsonBody::IotdaCreateBatchTask,
         JsonBody::IotdaControlTargets,
         JsonBody::IotdaAddDevice,
@@ -98,6 +100,7 @@ impl JsonBody {
         JsonBody::LegacyCreateUpgradeTask,
         JsonBody::LegacyRefreshToken,
         JsonBody::IotdaUpdateShadowDesired,
+        JsonBody::IotdaResetDeviceSecret,
     ];
 }
 
@@ -120,6 +123,8 @@ pub enum Accepted {
     LegacyTask(Box<LegacyCreate>),
     LegacyRefresh,
     ShadowDesired(Vec<DesiredUpdate>),
+    /// The reset and whether the device is disconnected.
+    SecretReset(SecretReset, bool),
 }
 
 /// Reads `body` as `kind`'s handler does, up to the point where it would call the engine
@@ -198,6 +203,11 @@ pub fn json_body(kind: JsonBody, body: &[u8], now: Timestamp) -> Result<Accepted
         JsonBody::IotdaUpdateShadowDesired => {
             crate::iotda::shadows::desired_updates(parse_json(body).map_err(describe)?)
                 .map(Accepted::ShadowDesired)
+                .map_err(describe)
+        }
+        JsonBody::IotdaResetDeviceSecret => {
+            crate::iotda::devices::secret_reset(scope(), "fuzz_device", body)
+                .map(|(reset, force)| Accepted::SecretReset(reset, force))
                 .map_err(describe)
         }
     }

@@ -79,6 +79,14 @@ impl AuthType {
     }
 }
 
+/// Which of a device's two secrets (IoTDA `ResetDeviceSecret.secret_type`): the password
+/// is checked against the primary, then the secondary; either lets the device in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretType {
+    Primary,
+    Secondary,
+}
+
 /// A device to register, validated by [`check_new_device`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct NewDevice {
@@ -280,6 +288,11 @@ pub fn is_device_text(s: &str, max: usize) -> bool {
     })
 }
 
+/// A device secret (primary or secondary): 8-32 letters, digits, `_` or `-`.
+pub fn is_device_secret(s: &str) -> bool {
+    SECRET_CHARS.contains(&s.chars().count()) && s.chars().all(is_word)
+}
+
 /// Group names and descriptions: as device text, and spaces.
 pub fn is_group_text(s: &str, max: usize) -> bool {
     chars_in(s, max, |c| {
@@ -340,7 +353,7 @@ pub fn check_new_device(d: &NewDevice) -> Result<(), String> {
         if d.auth_type != AuthType::Secret {
             return Err("auth_info.secret is only for auth_type SECRET.".into());
         }
-        if !SECRET_CHARS.contains(&s.chars().count()) || !s.chars().all(is_word) {
+        if !is_device_secret(s) {
             return Err("auth_info.secret must be 8-32 letters, digits, '_' or '-'.".into());
         }
     }

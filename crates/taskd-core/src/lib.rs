@@ -17,6 +17,7 @@ pub mod task;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use device::{
     AuthType, Device, DeviceGroup, DeviceStatus, DeviceUpdate, NewDevice, NewDeviceGroup,
+    SecretType,
 };
 pub use id::{Id, IdParseError};
 pub use operation::{IOTDA_INSTANCE_TYPES, OpService, OperateWindow, Operation, minute_of_day};

@@ -4,14 +4,16 @@
 //!   (device ids contain `_`);
 //! * username = the device id;
 //! * password = lowercase hex HMAC-SHA256, key = the client id's timestamp, message = the
-//!   device secret. Always checked with the client id's timestamp, never the server
-//!   clock: the C SDK may move it forward an hour or more (spec §1.3).
+//!   device secret, or its secondary secret (ResetDeviceSecret `SECONDARY`: "when the
+//!   primary secret fails, the secondary secret is tried; it has the same effect", spec
+//!   §1.4). Always checked with the client id's timestamp, never the server clock: the C
+//!   SDK may move it forward an hour or more (spec §1.3).
 //!
 //! Each refusal has IoTDA's CONNACK code ([`Refusal::return_code`]).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 use taskd_core::device::{MAX_DEVICE_ID_CHARS, is_word_id};
 use taskd_core::{AuthType, DeviceStatus, Timestamp};
 use taskd_store::DeviceLogin;
@@ -159,7 +161,8 @@ pub enum Transport {
 }
 
 /// Picks, among the devices registered with the client id's device id (one per scope at
-/// most), the one whose secret matches the password, and checks it may connect.
+/// most), the one whose secret or secondary secret matches the password, and checks it
+/// may connect.
 pub fn authenticate(
     client: &ClientId<'_>,
     password_sent: &[u8],
@@ -173,9 +176,12 @@ pub fn authenticate(
     }
     let mut matching = candidates.into_iter().filter(|d| {
         d.auth_type == AuthType::Secret
-            && d.secret
-                .as_deref()
-                .is_some_and(|s| password_matches(client.timestamp, s, password_sent))
+            && secrets_match(
+                client.timestamp,
+                d.secret.as_deref(),
+                d.secondary_secret.as_deref(),
+                password_sent,
+            )
     });
     let Some(device) = matching.next() else {
         return Err(Refusal::BadCredentials);
@@ -195,10 +201,27 @@ pub fn authenticate(
     Ok(device)
 }
 
-fn password_matches(timestamp: &str, secret: &str, sent: &[u8]) -> bool {
-    let expected = password(timestamp, secret);
-    // Constant time: the comparison must not tell an attacker how much of it was right.
-    expected.as_bytes().ct_eq(sent).into()
+/// Whether the password was made with the primary or the secondary secret. Both are
+/// always compared, each in constant time, and the results combined without branching:
+/// the time taken tells neither how much of the password was right nor which secret it
+/// matched.
+fn secrets_match(
+    timestamp: &str,
+    primary: Option<&str>,
+    secondary: Option<&str>,
+    sent: &[u8],
+) -> bool {
+    let primary = password_matches(timestamp, primary, sent);
+    let secondary = password_matches(timestamp, secondary, sent);
+    (primary | secondary).into()
+}
+
+fn password_matches(timestamp: &str, secret: Option<&str>, sent: &[u8]) -> Choice {
+    match secret {
+        // Constant time: the comparison must not tell an attacker how much of it was right.
+        Some(secret) => password(timestamp, secret).as_bytes().ct_eq(sent),
+        None => Choice::from(0),
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +315,7 @@ mod tests {
             device_id: "dev".into(),
             auth_type: AuthType::Secret,
             secret: Some(secret.into()),
+            secondary_secret: None,
             secure_access: false,
             status: DeviceStatus::Inactive,
             is_direct: true,
@@ -337,6 +361,86 @@ mod tests {
             ),
             Err(Refusal::Ambiguous)
         );
+    }
+
+    #[test]
+    fn the_secondary_secret_lets_the_device_in_as_the_primary_does() {
+        let now = Timestamp::from_millis(1_796_050_800_000);
+        let client = ClientId::parse("dev_0_0_2026113015", "dev").unwrap();
+        let check = |d: DeviceLogin, secret: &str| {
+            let sent = password("2026113015", secret);
+            authenticate(
+                &client,
+                sent.as_bytes(),
+                vec![d],
+                Transport::Plain,
+                true,
+                now,
+            )
+            .map(|d| d.scope.project_id)
+        };
+        let mut both = login("p", "primary-secret");
+        both.secondary_secret = Some("secondary-secret".into());
+        assert_eq!(check(both.clone(), "primary-secret"), Ok("p".into()));
+        assert_eq!(check(both.clone(), "secondary-secret"), Ok("p".into()));
+        assert_eq!(
+            check(both.clone(), "other-secret"),
+            Err(Refusal::BadCredentials)
+        );
+        // Without a secondary secret only the primary one matches; a device without a
+        // primary secret may still have a secondary one.
+        assert_eq!(
+            check(login("p", "primary-secret"), "secondary-secret"),
+            Err(Refusal::BadCredentials)
+        );
+        let mut only_secondary = both.clone();
+        only_secondary.secret = None;
+        assert_eq!(
+            check(only_secondary.clone(), "secondary-secret"),
+            Ok("p".into())
+        );
+        assert_eq!(
+            check(only_secondary, "primary-secret"),
+            Err(Refusal::BadCredentials)
+        );
+        // A certificate device never matches, whatever secrets it holds.
+        let mut cert = both.clone();
+        cert.auth_type = AuthType::Certificates;
+        assert_eq!(
+            check(cert, "secondary-secret"),
+            Err(Refusal::BadCredentials)
+        );
+        // The secondary secret picks the scope as the primary does, and the rules after
+        // the password apply to it alike.
+        let mut other = login("q", "unrelated-secret");
+        other.secondary_secret = Some("secondary-secret".into());
+        let sent = password("2026113015", "secondary-secret");
+        assert_eq!(
+            authenticate(
+                &client,
+                sent.as_bytes(),
+                vec![login("p", "primary-secret"), other.clone()],
+                Transport::Plain,
+                true,
+                now
+            )
+            .map(|d| d.scope.project_id),
+            Ok("q".into())
+        );
+        assert_eq!(
+            authenticate(
+                &client,
+                sent.as_bytes(),
+                vec![both.clone(), other],
+                Transport::Plain,
+                true,
+                now
+            ),
+            Err(Refusal::Ambiguous)
+        );
+        let mut frozen = both;
+        frozen.status = DeviceStatus::Frozen;
+        assert_eq!(check(frozen, "secondary-secret"), Err(Refusal::Frozen));
     }
 
     #[test]

@@ -34,7 +34,7 @@ macro_rules! message_columns {
 
 /// Every device with the id `$1`, in any scope (index `devices_device_id`).
 pub const LOGINS_SQL: &str = "SELECT project_id, instance_id, device_id, gateway_id, auth_type, \
-     secret, secure_access, status FROM devices WHERE device_id = $1 \
+     secret, secondary_secret, secure_access, status FROM devices WHERE device_id = $1 \
      ORDER BY project_id, instance_id";
 
 /// The sessions node `$1` holds (index `device_sessions_node`).
@@ -96,6 +96,7 @@ struct LoginRow {
     gateway_id: String,
     auth_type: String,
     secret: Option<String>,
+    secondary_secret: Option<String>,
     secure_access: bool,
     status: String,
 }
@@ -127,6 +128,7 @@ pub async fn device_logins<D: Driver>(
                 scope: TaskScope::new(r.project_id, r.instance_id),
                 device_id: r.device_id,
                 secret: r.secret,
+                secondary_secret: r.secondary_secret,
                 secure_access: r.secure_access,
             })
         })

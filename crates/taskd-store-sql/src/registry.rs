@@ -22,12 +22,12 @@ use taskd_core::device::{
     MAX_SUB_DEVICE_LEVEL,
 };
 use taskd_core::{
-    Device, DeviceGroup, DeviceStatus, DeviceUpdate, Id, NewDevice, NewDeviceGroup, TaskScope,
-    Timestamp,
+    AuthType, Device, DeviceGroup, DeviceStatus, DeviceUpdate, Id, NewDevice, NewDeviceGroup,
+    SecretType, TaskScope, Timestamp,
 };
 use taskd_store::{
     DeviceEffect, DeviceEffectRefused, DeviceListParams, GroupListParams, Page, PageRequest,
-    RegistryRefusal, StoreResult,
+    RegistryRefusal, SecretReset, StoreResult,
 };
 
 use crate::devices::{DeviceRow, GroupRow, space_key};
@@ -477,6 +477,41 @@ pub async fn set_frozen<D: Driver>(
         DeviceEffect::Unfreeze { device_id }
     };
     Ok(write(driver, scope, effect, now).await?.map(drop))
+}
+
+/// Sets the primary or the secondary secret of a device that authenticates with one.
+pub async fn reset_secret<D: Driver>(
+    driver: &D,
+    reset: &SecretReset,
+    now: Timestamp,
+) -> Refusable<()> {
+    let mut tx = driver.begin_write().await?;
+    let Some(device) = load::<D>(&mut tx, RowLock::Update, &reset.scope, &reset.device_id).await?
+    else {
+        return tx.give_up(Err(RegistryRefusal::DeviceNotFound)).await;
+    };
+    if device.auth_type != AuthType::Secret {
+        return tx.give_up(Err(RegistryRefusal::NotSecretAuth)).await;
+    }
+    // Only fixed column names: safe to format.
+    let column = match reset.secret_type {
+        SecretType::Primary => "secret",
+        SecretType::Secondary => "secondary_secret",
+    };
+    tx.execute(
+        Stmt::assembled(format!(
+            "UPDATE devices SET {column} = $1, updated_at = $2 \
+             WHERE project_id = $3 AND instance_id = $4 AND device_id = $5"
+        ))
+        .bind(&reset.secret)
+        .bind(now.0)
+        .bind(&reset.scope.project_id)
+        .bind(&reset.scope.instance_id)
+        .bind(&reset.device_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Ok(()))
 }
 
 pub async fn get<D: Driver>(

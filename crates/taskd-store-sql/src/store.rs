@@ -16,9 +16,9 @@ use taskd_store::text::{self, StoredText};
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceAttributes, DeviceListParams, FileInsertOutcome,
     GroupListParams, HeartbeatParams, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams,
-    LegacyTokens, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams, Store,
-    StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams, TaskDeleteOutcome,
-    TaskFileContent, TaskInsertParams, TaskListParams,
+    LegacyTokens, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams,
+    SecretReset, Store, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
+    TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
 };
 use taskd_store::{
     DesiredUpdate, DeviceLogin, DeviceMessage, DeviceSession, DeviceVersions, MessageRefusal,
@@ -364,6 +364,18 @@ impl<D: Driver> Store for SqlStore<D> {
             return Ok(Err(RegistryRefusal::DeviceNotFound));
         }
         registry::set_frozen(&self.driver, scope, device_id, true, now).await
+    }
+
+    async fn device_reset_secret(
+        &self,
+        reset: &SecretReset,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>> {
+        text::check("secret", &reset.secret)?;
+        if text::scope_finds_nothing(&reset.scope, [reset.device_id.as_str()]) {
+            return Ok(Err(RegistryRefusal::DeviceNotFound));
+        }
+        registry::reset_secret(&self.driver, reset, now).await
     }
 
     async fn device_unfreeze(

@@ -16,6 +16,9 @@ pub struct DeviceLogin {
     pub auth_type: AuthType,
     /// Never logged (see `Debug`).
     pub secret: Option<String>,
+    /// The secondary secret (ResetDeviceSecret `SECONDARY`), tried when the primary one
+    /// fails. Never logged (see `Debug`).
+    pub secondary_secret: Option<String>,
     pub secure_access: bool,
     pub status: DeviceStatus,
     /// A directly connected device (not a sub-device: those reach taskd through their
@@ -30,6 +33,10 @@ impl std::fmt::Debug for DeviceLogin {
             .field("device_id", &self.device_id)
             .field("auth_type", &self.auth_type)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secondary_secret",
+                &self.secondary_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("secure_access", &self.secure_access)
             .field("status", &self.status)
             .field("is_direct", &self.is_direct)
@@ -258,4 +265,26 @@ pub struct NodesReaped {
     pub nodes: u64,
     /// Device sessions they held, now ended (devices OFFLINE).
     pub sessions: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_hides_both_secrets() {
+        let login = DeviceLogin {
+            scope: TaskScope::new("p", ""),
+            device_id: "d".into(),
+            auth_type: AuthType::Secret,
+            secret: Some("primary-secret-1".into()),
+            secondary_secret: Some("secondary-secret-2".into()),
+            secure_access: false,
+            status: DeviceStatus::Online,
+            is_direct: true,
+        };
+        let shown = format!("{login:?}");
+        assert!(!shown.contains("primary-secret-1"), "{shown}");
+        assert!(!shown.contains("secondary-secret-2"), "{shown}");
+    }
 }

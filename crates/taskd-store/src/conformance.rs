@@ -128,6 +128,7 @@ macro_rules! store_conformance_tests {
             text_lookups_by_nul_find_nothing,
             text_control_characters_round_trip,
             channel_logins_span_scopes,
+            channel_secret_resets_reach_logins,
             channel_sessions_open_replace_and_close,
             channel_frozen_devices_and_sessions,
             channel_sessions_close_node,

@@ -47,7 +47,7 @@ pub use channel::{
 
 pub use registry::{
     DeviceEffect, DeviceEffectRefused, DeviceFilter, DeviceListParams, GatewayFilter, GroupFilter,
-    GroupListParams, RegistryRefusal,
+    GroupListParams, RegistryRefusal, SecretReset,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -562,6 +562,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         scope: &TaskScope,
         device_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Result<(), RegistryRefusal>>;
+
+    /// Sets a device's primary or secondary secret (IoTDA ResetDeviceSecret); refused
+    /// for a device that authenticates with certificates. Its connection stays: closing
+    /// it is the caller's choice (`force_disconnect`).
+    async fn device_reset_secret(
+        &self,
+        reset: &SecretReset,
         now: Timestamp,
     ) -> StoreResult<Result<(), RegistryRefusal>>;
 

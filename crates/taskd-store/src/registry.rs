@@ -7,7 +7,7 @@
 //! effect inside a transaction its caller owns; the store's own device writes call it
 //! too, so there is one implementation of each effect.
 
-use taskd_core::{DeviceUpdate, NewDevice, TaskScope, Timestamp};
+use taskd_core::{DeviceUpdate, NewDevice, SecretType, TaskScope, Timestamp};
 
 use crate::PageRequest;
 
@@ -57,6 +57,28 @@ pub struct GroupListParams {
     pub page: PageRequest,
 }
 
+/// A device's new primary or secondary secret (IoTDA ResetDeviceSecret), validated by
+/// the caller (`taskd_core::device::is_device_secret`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretReset {
+    pub scope: TaskScope,
+    pub device_id: String,
+    pub secret_type: SecretType,
+    /// Never logged (see `Debug`).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SecretReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretReset")
+            .field("scope", &self.scope)
+            .field("device_id", &self.device_id)
+            .field("secret_type", &self.secret_type)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Why the registry refused a write; nothing was written. Each has the IoTDA error code
 /// the device API answers with ([`RegistryRefusal::error_code`]); the HTTP status is the
 /// dialect's business.
@@ -100,6 +122,10 @@ pub enum RegistryRefusal {
     GroupHasChildren,
     #[error("Invalid input. Device groups nest at most 5 levels.")]
     GroupTooDeep,
+    #[error(
+        "Invalid input. The device authenticates with certificates (auth_type CERTIFICATES); it has no secret to reset."
+    )]
+    NotSecretAuth,
 }
 
 impl RegistryRefusal {
@@ -110,7 +136,7 @@ impl RegistryRefusal {
         match self {
             DeviceNotFound => "IOTDA.014000",
             DeviceExists => "IOTDA.014031",
-            GatewayNotFound | GatewayTooDeep => "IOTDA.000006",
+            GatewayNotFound | GatewayTooDeep | NotSecretAuth => "IOTDA.000006",
             SubDeviceFreeze => "IOTDA.014038",
             AlreadyFrozen => "IOTDA.014039",
             NotFrozen => "IOTDA.014040",
@@ -171,5 +197,17 @@ mod tests {
         assert_eq!(r.error_code, "IOTDA.014031");
         assert_eq!(r.error_msg, "Invalid input. The device already exists.");
         assert_eq!(RegistryRefusal::NotFrozen.error_code(), "IOTDA.014040");
+        assert_eq!(RegistryRefusal::NotSecretAuth.error_code(), "IOTDA.000006");
+    }
+
+    #[test]
+    fn a_secret_reset_hides_its_secret() {
+        let reset = SecretReset {
+            scope: TaskScope::new("p", ""),
+            device_id: "d".into(),
+            secret_type: SecretType::Secondary,
+            secret: "very-secret-2".into(),
+        };
+        assert!(!format!("{reset:?}").contains("very-secret-2"));
     }
 }

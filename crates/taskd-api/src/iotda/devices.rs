@@ -1,4 +1,4 @@
-//! Devices: `/v5/iot/{project_id}/devices[/{device_id}[/freeze|/unfreeze]]`.
+//! Devices: `/v5/iot/{project_id}/devices[/{device_id}[/freeze|/unfreeze|/action]]`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -7,16 +7,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use taskd_core::device::{
-    MAX_APP_ID_CHARS, MAX_DEVICE_ID_CHARS, check_device_update, check_new_device,
-    default_device_id, is_word_id,
+    MAX_APP_ID_CHARS, MAX_DEVICE_ID_CHARS, SECRET_CHARS, check_device_update, check_new_device,
+    default_device_id, is_device_secret, is_word_id,
 };
-use taskd_core::{AuthType, DeviceUpdate, NewDevice, TaskScope};
-use taskd_store::{DeviceFilter, DeviceListParams, GatewayFilter, RegistryRefusal};
+use taskd_core::{AuthType, DeviceUpdate, NewDevice, SecretType, TaskScope};
+use taskd_store::{DeviceFilter, DeviceListParams, GatewayFilter, RegistryRefusal, SecretReset};
 
 use super::batch_tasks::{invalid, page_request, parse_json, parse_query};
 use super::error::IotdaError;
 use super::validate as v;
-use super::wire::{DeviceSummaryView, DeviceView, ListDevicesView, PageView};
+use super::wire::{
+    DeviceSummaryView, DeviceView, ListDevicesView, PageView, ResetDeviceSecretView,
+    parse_secret_type, secret_type_word,
+};
 use super::{IotdaScope, Path};
 use crate::AppState;
 use crate::wire_time::parse_compact;
@@ -58,6 +61,14 @@ pub(crate) struct UpdateDeviceBody {
     description: Option<String>,
     extension_info: Option<serde_json::Value>,
     auth_info: Option<UpdateAuthInfoBody>,
+}
+
+/// `ResetDeviceSecret`: every field optional.
+#[derive(Deserialize, Default)]
+struct ResetDeviceSecretBody {
+    secret: Option<String>,
+    force_disconnect: Option<bool>,
+    secret_type: Option<String>,
 }
 
 pub(crate) fn required_body(body: &Bytes) -> Result<(), IotdaError> {
@@ -114,7 +125,7 @@ pub(crate) fn new_device(scope: TaskScope, body: AddDeviceBody) -> Result<NewDev
     };
     let given_secret = auth.as_ref().and_then(|a| a.secret.clone());
     let secret = match (auth_type, given_secret) {
-        (AuthType::Secret, None) => Some(uuid::Uuid::new_v4().simple().to_string()),
+        (AuthType::Secret, None) => Some(generated_secret()),
         (_, s) => s,
     };
     let device = NewDevice {
@@ -137,6 +148,50 @@ pub(crate) fn new_device(scope: TaskScope, body: AddDeviceBody) -> Result<NewDev
     };
     check_new_device(&device).map_err(invalid)?;
     Ok(device)
+}
+
+/// A secret the platform makes when none is given: 32 hex digits, as AddDevice's.
+fn generated_secret() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Reads and validates a ResetDeviceSecret body against every IoTDA rule (an empty body
+/// is every field's default, as `{}`); nothing is written unless this succeeds. Without
+/// a secret, one is generated (shown once, in the response). Returns the reset and
+/// whether the device's connection is to be closed (`force_disconnect`, default false).
+pub(crate) fn secret_reset(
+    scope: TaskScope,
+    device_id: &str,
+    body: &[u8],
+) -> Result<(SecretReset, bool), IotdaError> {
+    let body: ResetDeviceSecretBody = if body.is_empty() {
+        ResetDeviceSecretBody::default()
+    } else {
+        parse_json(body)?
+    };
+    let secret_type = match body.secret_type.as_deref() {
+        None => SecretType::Primary,
+        Some(t) => parse_secret_type(t)
+            .ok_or_else(|| invalid("secret_type must be PRIMARY or SECONDARY."))?,
+    };
+    let secret = match body.secret {
+        None => generated_secret(),
+        Some(s) if is_device_secret(&s) => s,
+        Some(_) => {
+            return Err(invalid(format!(
+                "secret must be {}-{} letters, digits, '_' or '-'.",
+                SECRET_CHARS.start(),
+                SECRET_CHARS.end()
+            )));
+        }
+    };
+    let reset = SecretReset {
+        scope,
+        device_id: device_id.to_owned(),
+        secret_type,
+        secret,
+    };
+    Ok((reset, body.force_disconnect.unwrap_or(false)))
 }
 
 /// 404 `IOTDA.014000` unless the device exists in the scope: what a device's own
@@ -326,4 +381,38 @@ pub async fn unfreeze(
         .device_unfreeze(&scope, device_id, state.clock.now())
         .await??;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `?action_id=resetSecret` (ResetDeviceSecret): sets the device's primary or secondary
+/// secret and answers it; with `force_disconnect` the device's connection is closed, so it
+/// connects again with a secret it now holds.
+pub async fn action(
+    State(state): State<AppState>,
+    IotdaScope(scope): IotdaScope,
+    Path((_, raw_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, IotdaError> {
+    let device_id = path_device_id(&raw_id)?;
+    let query = parse_query(raw.as_deref())?;
+    match query.get("action_id") {
+        Some("resetSecret") => {}
+        Some(_) => return Err(invalid("action_id must be resetSecret.")),
+        None => return Err(invalid("action_id is required.")),
+    }
+    let (reset, force_disconnect) = secret_reset(scope, device_id, &body)?;
+    state
+        .store
+        .device_reset_secret(&reset, state.clock.now())
+        .await??;
+    if force_disconnect {
+        // The device connects again, with a secret it holds now (spec §1.6).
+        state.devices.disconnect(&reset.scope, device_id).await;
+    }
+    Ok(Json(ResetDeviceSecretView {
+        device_id: reset.device_id.clone(),
+        secret_type: secret_type_word(reset.secret_type),
+        secret: reset.secret,
+    })
+    .into_response())
 }

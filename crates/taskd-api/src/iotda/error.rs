@@ -193,9 +193,8 @@ fn registry_status(r: RegistryRefusal) -> StatusCode {
     use RegistryRefusal::*;
     match r {
         DeviceNotFound | GroupNotFound | SuperGroupNotFound => StatusCode::NOT_FOUND,
-        DeviceExists | GatewayNotFound | GatewayTooDeep | GroupNameExists | GroupTooDeep => {
-            StatusCode::BAD_REQUEST
-        }
+        DeviceExists | GatewayNotFound | GatewayTooDeep | GroupNameExists | GroupTooDeep
+        | NotSecretAuth => StatusCode::BAD_REQUEST,
         HasSubDevices | SubDeviceFreeze | AlreadyFrozen | NotFrozen | GroupLimit
         | GroupsPerDevice | GroupFull | GroupHasChildren => StatusCode::FORBIDDEN,
     }

@@ -3,7 +3,7 @@
 //!
 //! * `batch_tasks`: create, list, show, delete, retry, stop, confirm.
 //! * `files`: upload, list and delete batch-task files (xlsx/xls).
-//! * `devices`: add, show, list, update, delete, freeze, unfreeze.
+//! * `devices`: add, show, list, update, delete, freeze, unfreeze, reset a secret.
 //! * `device_requests`: commands, property set/get and messages for connected devices,
 //!   through the device channel (`AppState::devices`).
 //! * `device_groups`: add, show, list, delete static groups; add and remove members.
@@ -83,6 +83,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/v5/iot/{project_id}/devices/{device_id}/unfreeze",
             post(devices::unfreeze),
+        )
+        .route(
+            "/v5/iot/{project_id}/devices/{device_id}/action",
+            post(devices::action),
         )
         .route(
             "/v5/iot/{project_id}/devices/{device_id}/commands",

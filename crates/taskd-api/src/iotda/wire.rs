@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use taskd_core::{Device, DeviceGroup, Progress, SubTask, SubTaskState, Task, TaskState};
+use taskd_core::{
+    Device, DeviceGroup, Progress, SecretType, SubTask, SubTaskState, Task, TaskState,
+};
 use taskd_store::{DeviceMessage, MessageStatus, ShadowService};
 
 use super::error::sub_task_error_code;
@@ -340,6 +342,29 @@ impl DeviceView {
         view.auth_info.secret = d.secret.clone();
         view
     }
+}
+
+/// IoTDA's word for a secret type (`ResetDeviceSecret.secret_type`).
+pub fn secret_type_word(t: SecretType) -> &'static str {
+    match t {
+        SecretType::Primary => "PRIMARY",
+        SecretType::Secondary => "SECONDARY",
+    }
+}
+
+pub fn parse_secret_type(word: &str) -> Option<SecretType> {
+    [SecretType::Primary, SecretType::Secondary]
+        .into_iter()
+        .find(|t| secret_type_word(*t) == word)
+}
+
+/// The ResetDeviceSecret response (`ResetDeviceSecretResponse`): the secret set, shown
+/// this once.
+#[derive(Serialize)]
+pub struct ResetDeviceSecretView {
+    pub device_id: String,
+    pub secret: String,
+    pub secret_type: &'static str,
 }
 
 /// A device in ListDevices (`QueryDeviceSimplify`).

@@ -563,3 +563,218 @@ async fn devices_and_groups_are_scoped() {
     );
     assert_eq!(list(app, &[]).await.body["page"]["count"], 1);
 }
+
+async fn reset_secret(app: &TestApp, device_id: &str, action: &str, body: Option<Value>) -> Reply {
+    let path = format!("{}/action", device(device_id));
+    let call = Call {
+        query: &[("action_id", action)],
+        ..Call::new("POST", &path)
+    };
+    app.call(match body {
+        Some(b) => call.json(b),
+        None => call,
+    })
+    .await
+}
+
+/// The (primary, secondary) secrets the MQTT listener checks for a device.
+async fn secrets(app: &TestApp, device_id: &str) -> Vec<(Option<String>, Option<String>)> {
+    app.store
+        .device_logins(device_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.secret, l.secondary_secret))
+        .collect()
+}
+
+fn pair(primary: &str, secondary: Option<&str>) -> (Option<String>, Option<String>) {
+    (Some(primary.to_owned()), secondary.map(str::to_owned))
+}
+
+#[tokio::test]
+async fn reset_device_secret_primary_and_secondary() {
+    let app = TestApp::new().await;
+    let r = add(
+        &app,
+        json!({"product_id": "p", "node_id": "a",
+               "auth_info": {"auth_type": "SECRET", "secret": "first-secret"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    let r = reset_secret(
+        &app,
+        "p_a",
+        "resetSecret",
+        Some(json!({"secret": "second_secret-2", "secret_type": "SECONDARY"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"device_id": "p_a", "secret": "second_secret-2", "secret_type": "SECONDARY"})
+    );
+    assert_eq!(
+        secrets(&app, "p_a").await,
+        vec![pair("first-secret", Some("second_secret-2"))]
+    );
+
+    // PRIMARY is the default; with force_disconnect (no connection here: nothing to close).
+    let r = reset_secret(
+        &app,
+        "p_a",
+        "resetSecret",
+        Some(json!({"secret": "third-secret", "force_disconnect": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["secret_type"], "PRIMARY");
+    assert_eq!(
+        secrets(&app, "p_a").await,
+        vec![pair("third-secret", Some("second_secret-2"))]
+    );
+    // ShowDevice never shows a secret.
+    let shown = app.call(Call::new("GET", &device("p_a"))).await;
+    assert!(
+        shown.body["auth_info"].get("secret").is_none(),
+        "{}",
+        shown.body
+    );
+
+    // Without a secret (or without a body) the platform makes one: 32 hex digits.
+    for body in [Some(json!({"secret_type": "SECONDARY"})), None] {
+        let r = reset_secret(&app, "p_a", "resetSecret", body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let made = r.body["secret"].as_str().unwrap().to_owned();
+        assert_eq!(made.len(), 32, "{made}");
+        assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
+        let want = if body.is_some() {
+            pair("third-secret", Some(&made))
+        } else {
+            (Some(made.clone()), secrets(&app, "p_a").await[0].1.clone())
+        };
+        assert_eq!(secrets(&app, "p_a").await, vec![want]);
+    }
+}
+
+#[tokio::test]
+async fn reset_device_secret_refusals_write_nothing() {
+    let app = TestApp::new().await;
+    let r = add(
+        &app,
+        json!({"product_id": "p", "node_id": "a",
+               "auth_info": {"auth_type": "SECRET", "secret": "first-secret"}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = add(
+        &app,
+        json!({"product_id": "p", "node_id": "cert",
+               "auth_info": {"auth_type": "CERTIFICATES", "fingerprint": "ab".repeat(20)}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let ok = json!({"secret": "new-secret-1"});
+    for (device_id, action, body, status, code) in [
+        ("p_a", "freeze", Some(ok.clone()), 400, "IOTDA.000006"),
+        ("p_a", "", Some(ok.clone()), 400, "IOTDA.000006"),
+        (
+            "p_a",
+            "resetSecret",
+            Some(json!({"secret": "short"})),
+            400,
+            "IOTDA.000006",
+        ),
+        (
+            "p_a",
+            "resetSecret",
+            Some(json!({"secret": "s".repeat(33)})),
+            400,
+            "IOTDA.000006",
+        ),
+        (
+            "p_a",
+            "resetSecret",
+            Some(json!({"secret": "has space 1"})),
+            400,
+            "IOTDA.000006",
+        ),
+        (
+            "p_a",
+            "resetSecret",
+            Some(json!({"secret": "new-secret-1", "secret_type": "primary"})),
+            400,
+            "IOTDA.000006",
+        ),
+        (
+            "p_a",
+            "resetSecret",
+            Some(json!({"force_disconnect": "yes"})),
+            400,
+            "IOTDA.000006",
+        ),
+        ("nope", "resetSecret", Some(ok.clone()), 404, "IOTDA.014000"),
+        (
+            "p_cert",
+            "resetSecret",
+            Some(ok.clone()),
+            400,
+            "IOTDA.000006",
+        ),
+        (
+            "p_cert",
+            "resetSecret",
+            Some(json!({"secret_type": "SECONDARY"})),
+            400,
+            "IOTDA.000006",
+        ),
+    ] {
+        let r = reset_secret(&app, device_id, action, body.clone()).await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (status, code),
+            "{device_id} {action} {body:?}: {}",
+            r.body
+        );
+    }
+    // A malformed body is IoTDA's 000008.
+    let path = format!("{}/action", device("p_a"));
+    let mut call = Call {
+        query: &[("action_id", "resetSecret")],
+        ..Call::new("POST", &path)
+    };
+    call.body = b"{not json".to_vec();
+    let r = app.call(call).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "IOTDA.000008")
+    );
+    // The certificate device's refusal says why.
+    let r = reset_secret(&app, "p_cert", "resetSecret", Some(ok)).await;
+    assert!(
+        r.body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("CERTIFICATES"),
+        "{}",
+        r.body
+    );
+    // Another project's device is not found.
+    let path = format!("/v5/iot/{P2}/devices/p_a/action");
+    let r = app
+        .call(Call {
+            query: &[("action_id", "resetSecret")],
+            ak: AK2,
+            sk: SK2,
+            project_header: P2,
+            ..Call::new("POST", &path)
+        })
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "IOTDA.014000")
+    );
+    assert_eq!(secrets(&app, "p_a").await, vec![pair("first-secret", None)]);
+    assert_eq!(secrets(&app, "p_cert").await, vec![(None, None)]);
+}

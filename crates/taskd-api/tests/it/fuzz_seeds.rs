@@ -250,6 +250,11 @@ fn seeds() -> Vec<Seed> {
             json!({"shadow": [{"service_id": "Temp", "desired": {"target": 20, "mode": null},
                                "version": 1}]}),
         ),
+        (
+            "iotda-reset-device-secret",
+            json!({"secret": "s3cret-s3cond", "force_disconnect": true,
+                   "secret_type": "SECONDARY"}),
+        ),
     ];
     for (i, (name, body)) in bodies.into_iter().enumerate() {
         all.push(seed(

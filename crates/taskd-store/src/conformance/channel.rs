@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use taskd_core::{DeviceStatus, TaskScope, Timestamp};
+use taskd_core::{AuthType, DeviceStatus, SecretType, TaskScope, Timestamp};
 
 use super::{at, new_device, scope};
 use crate::{
     DesiredUpdate, DeviceSession, DeviceVersions, MAX_PENDING_MESSAGES_PER_DEVICE,
     MAX_SERVICE_ID_CHARS, MAX_SHADOW_SECTION_BYTES, MAX_SHADOW_SERVICES, MAX_VERSION_CHARS,
     MessageRefusal, MessageStatus, NewDeviceMessage, RegistryRefusal, ReportedProperties,
-    SessionRefusal, ShadowRefusal, ShadowService, Store, StoreError,
+    SecretReset, SessionRefusal, ShadowRefusal, ShadowService, Store, StoreError,
 };
 
 async fn add(store: &dyn Store, s: &TaskScope, node: &str) -> String {
@@ -65,6 +65,121 @@ pub async fn channel_logins_span_scopes(store: Arc<dyn Store>) {
     let logins = store.device_logins("p_sub").await.unwrap();
     assert_eq!(logins.len(), 1);
     assert!(!logins[0].is_direct);
+}
+
+fn reset(s: &TaskScope, device_id: &str, secret_type: SecretType, secret: &str) -> SecretReset {
+    SecretReset {
+        scope: s.clone(),
+        device_id: device_id.to_owned(),
+        secret_type,
+        secret: secret.to_owned(),
+    }
+}
+
+pub async fn channel_secret_resets_reach_logins(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (a, b) = (scope("p1", "i1"), scope("p2", ""));
+    let id = add(store, &a, "n").await;
+    add(store, &b, "n").await;
+    let secrets = |logins: Vec<crate::DeviceLogin>| -> Vec<(Option<String>, Option<String>)> {
+        logins
+            .into_iter()
+            .map(|l| (l.secret, l.secondary_secret))
+            .collect()
+    };
+    let pair = |p: &str, s: Option<&str>| (Some(p.to_owned()), s.map(str::to_owned));
+    assert_eq!(
+        secrets(store.device_logins(&id).await.unwrap()),
+        vec![pair("secret-0001", None), pair("secret-0001", None)]
+    );
+
+    // The secondary secret is set beside the primary one, in its own scope only.
+    assert_eq!(
+        store
+            .device_reset_secret(&reset(&a, &id, SecretType::Secondary, "second-0002"), at(5))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let logins = store.device_logins(&id).await.unwrap();
+    let shown = format!("{logins:?}");
+    assert!(!shown.contains("second-0002"), "Debug redacts: {shown}");
+    assert_eq!(
+        secrets(logins),
+        vec![
+            pair("secret-0001", Some("second-0002")),
+            pair("secret-0001", None)
+        ]
+    );
+    let d = store.device_get(&a, &id).await.unwrap().unwrap();
+    assert_eq!(d.secret.as_deref(), Some("secret-0001"));
+    assert_eq!(d.updated_at, at(5), "a reset is a registry edit");
+
+    // A primary reset replaces the primary secret and keeps the secondary one.
+    store
+        .device_reset_secret(&reset(&a, &id, SecretType::Primary, "primary-0003"), at(6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        secrets(store.device_logins(&id).await.unwrap()),
+        vec![
+            pair("primary-0003", Some("second-0002")),
+            pair("secret-0001", None)
+        ]
+    );
+    let d = store.device_get(&a, &id).await.unwrap().unwrap();
+    assert_eq!(d.secret.as_deref(), Some("primary-0003"));
+
+    // Refusals write nothing.
+    for (s, device) in [(&a, "nope"), (&scope("p3", ""), id.as_str()), (&a, "p\0n")] {
+        assert_eq!(
+            store
+                .device_reset_secret(&reset(s, device, SecretType::Secondary, "x-0004-xx"), at(7))
+                .await
+                .unwrap(),
+            Err(RegistryRefusal::DeviceNotFound),
+            "{s:?} {device}"
+        );
+    }
+    let mut cert = new_device(&a, "p", "cert");
+    cert.auth_type = AuthType::Certificates;
+    cert.secret = None;
+    cert.fingerprint = Some("a".repeat(40));
+    store.device_insert(cert, at(8)).await.unwrap().unwrap();
+    for secret_type in [SecretType::Primary, SecretType::Secondary] {
+        assert_eq!(
+            store
+                .device_reset_secret(&reset(&a, "p_cert", secret_type, "cert-0005"), at(9))
+                .await
+                .unwrap(),
+            Err(RegistryRefusal::NotSecretAuth)
+        );
+    }
+    let logins = store.device_logins("p_cert").await.unwrap();
+    assert_eq!(secrets(logins), vec![(None, None)]);
+    assert_eq!(
+        store
+            .device_get(&a, "p_cert")
+            .await
+            .unwrap()
+            .unwrap()
+            .updated_at,
+        at(8)
+    );
+    assert!(matches!(
+        store
+            .device_reset_secret(
+                &reset(&a, &id, SecretType::Secondary, "nul\0-secret"),
+                at(10)
+            )
+            .await,
+        Err(StoreError::InvalidText(_))
+    ));
+    assert_eq!(
+        secrets(store.device_logins(&id).await.unwrap())[0],
+        pair("primary-0003", Some("second-0002"))
+    );
 }
 
 pub async fn channel_sessions_open_replace_and_close(store: Arc<dyn Store>) {
