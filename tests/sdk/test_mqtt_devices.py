@@ -314,6 +314,12 @@ def show_message(api, device_id, message_id):
 
 def test_messages_online_offline_and_formats(device_server, dapi):
     device_id, secret = register(dapi)
+    # ttl 0: not cached. For a device that stays offline it ends TIMEOUT (taskd: 20 s, the reply timeout), marked by
+    # the server's own maintenance; checked at the end, so the rest of this test runs meanwhile.
+    away_id, _ = register(dapi)
+    uncached = dapi.client.create_message(CreateMessageRequest(device_id=away_id, body=DeviceMessageRequest(
+        message_id="m-uncached", message="now or never", ttl=0)))
+    assert uncached.result.status == "PENDING"
     # Offline: kept PENDING, delivered within seconds of the device connecting.
     created = dapi.client.create_message(CreateMessageRequest(device_id=device_id, body=DeviceMessageRequest(
         message_id="m-offline", name="greet", message="hello")))
@@ -342,6 +348,11 @@ def test_messages_online_offline_and_formats(device_server, dapi):
         wait_until(lambda: show_message(dapi, device_id, "m-custom").status == "DELIVERED", "DELIVERED")
     expect_error(lambda: dapi.client.create_message(CreateMessageRequest(device_id=device_id, body=DeviceMessageRequest(
         message_id="m-raw", message="again"))), 400, "IOTDA.014015")
+    expect_error(lambda: dapi.client.create_message(CreateMessageRequest(device_id=device_id, body=DeviceMessageRequest(
+        message="bad ttl", ttl=7))), 400, "IOTDA.000006")
+    timed_out = wait_until(lambda: (m := show_message(dapi, away_id, "m-uncached")).status != "PENDING" and m,
+                           "the uncached message ends", deadline_s=60)
+    assert timed_out.status == "TIMEOUT"
 
 
 def test_shadow_desired_is_pushed_and_reports_fill_reported(device_server, dapi):
