@@ -363,14 +363,19 @@ impl Router {
             .map(|_| ())
     }
 
-    /// Runs until `stop`, after [`Router::join`]: beats, reaps dead nodes, and reads this
-    /// node's mailbox. Only needed where several nodes share the store; on the embedded
-    /// store the one node holds every connection and nothing is ever mailed.
+    /// Runs until `stop`, after [`Router::join`]: beats and reaps dead nodes, and reads
+    /// this node's mailbox, each on its own (ending a dead node's thousands of sessions
+    /// must not hold up the mail). Only needed where several nodes share the store; on
+    /// the embedded store the one node holds every connection and nothing is ever mailed.
     pub async fn run(self: Arc<Self>, node_timeout: Duration, stop: CancellationToken) {
+        tokio::join!(
+            self.clone().read_mail_until(stop.clone()),
+            self.beat_until(node_timeout, stop),
+        );
+    }
+
+    async fn read_mail_until(self: Arc<Self>, stop: CancellationToken) {
         let wake = self.store().node_mail_wakeups();
-        let beat_every = (node_timeout / 3).max(Duration::from_millis(100));
-        let mut beats = tokio::time::interval(beat_every);
-        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Armed before the mailbox is read: mail announced while reading is not missed.
             let mut notified = wake.as_deref().map(|n| Box::pin(n.notified()));
@@ -387,6 +392,17 @@ impl Router {
                     }
                 } => {}
                 _ = tokio::time::sleep(MAIL_POLL) => {}
+            }
+        }
+    }
+
+    async fn beat_until(&self, node_timeout: Duration, stop: CancellationToken) {
+        let beat_every = (node_timeout / 3).max(Duration::from_millis(100));
+        let mut beats = tokio::time::interval(beat_every);
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
                 _ = beats.tick() => self.beat(node_timeout).await,
             }
         }
