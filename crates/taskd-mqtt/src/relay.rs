@@ -242,6 +242,18 @@ impl Router {
         }
     }
 
+    /// Mails `node` something that wants no answer.
+    async fn tell(&self, node: &str, mail: &Mail) -> Result<(), ChannelError> {
+        send(
+            self.store(),
+            self.hub.clock().as_ref(),
+            node,
+            mail,
+            ANSWER_MARGIN,
+        )
+        .await
+    }
+
     /// Mails `request` to `node` and waits for its answer.
     async fn ask(
         &self,
@@ -627,15 +639,7 @@ impl DeviceChannel for Router {
                     instance_id: scope.instance_id.clone(),
                     device_id: device_id.to_owned(),
                 };
-                if let Err(e) = send(
-                    self.store(),
-                    self.hub.clock().as_ref(),
-                    &node,
-                    &mail,
-                    ANSWER_MARGIN,
-                )
-                .await
-                {
+                if let Err(e) = self.tell(&node, &mail).await {
                     // Pushed at the device's next connection or property report anyway.
                     tracing::debug!(device_id, error = %e, "desired change not routed");
                 }
@@ -656,15 +660,7 @@ impl DeviceChannel for Router {
                 device_id: device_id.to_owned(),
                 session_id: None,
             };
-            if let Err(e) = send(
-                self.store(),
-                self.hub.clock().as_ref(),
-                &node,
-                &mail,
-                ANSWER_MARGIN,
-            )
-            .await
-            {
+            if let Err(e) = self.tell(&node, &mail).await {
                 tracing::warn!(device_id, error = %e, "disconnect not routed to the device's node");
             }
         }
