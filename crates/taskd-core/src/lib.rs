@@ -1,5 +1,6 @@
 //! The task model of taskd: ids, time, tasks and sub-tasks, their state machines and
-//! progress counters, and the device registry the registry task types act on.
+//! progress counters, the device registry the registry task types act on, and the OTA
+//! package records upgrades will use.
 //!
 //! This crate is the vocabulary every other layer speaks. It does no I/O, knows no wire
 //! format (the dialects in `taskd-api` map these states to their own status words) and
@@ -10,6 +11,7 @@ pub mod clock;
 pub mod device;
 pub mod id;
 pub mod operation;
+pub mod ota;
 pub mod progress;
 pub mod state;
 pub mod task;
@@ -21,6 +23,7 @@ pub use device::{
 };
 pub use id::{Id, IdParseError};
 pub use operation::{IOTDA_INSTANCE_TYPES, OpService, OperateWindow, Operation, minute_of_day};
+pub use ota::{NewOtaPackage, ObsLocation, OtaPackage, PackageType};
 pub use progress::Progress;
 pub use state::{ControlOp, SubTaskState, TaskState};
 pub use task::{

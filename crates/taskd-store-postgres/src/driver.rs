@@ -106,6 +106,8 @@ const fn lock_class(lock: KeyLock) -> i32 {
         KeyLock::Files => 0x7473_6b66,
         // Spells "dgrp".
         KeyLock::Groups => 0x6467_7270,
+        // Spells "otap".
+        KeyLock::Packages => 0x6f74_6170,
         // Spells "tskc".
         KeyLock::Claims => 0x7473_6b63,
     }

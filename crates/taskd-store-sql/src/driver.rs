@@ -220,6 +220,8 @@ pub enum KeyLock {
     Files,
     /// Group inserts in one scope: the per-scope group limit and unique names.
     Groups,
+    /// OTA package inserts in one scope: the per-scope package limit.
+    Packages,
     /// Claims (no key): the running limits hold across every node.
     Claims,
 }

@@ -1,7 +1,7 @@
 //! The store logic of every SQL backend, written once: [`SqlStore`] is the
 //! [`taskd_store::Store`] of any backend that implements [`driver::Driver`] (SQLite and
 //! PostgreSQL today). The use-case modules ([`tasks`], [`control`], [`run`], [`registry`],
-//! [`channel`], [`nodes`], [`operations`], [`legacy`], [`files`], [`credentials`]) say what to read,
+//! [`channel`], [`nodes`], [`operations`], [`ota`], [`legacy`], [`files`], [`credentials`]) say what to read,
 //! what to refuse, in which order to lock and write; a driver says how its database is
 //! reached and the few statements its dialect says differently ([`driver::DialectSql`]).
 //!
@@ -23,6 +23,7 @@ pub mod files;
 pub mod legacy;
 pub mod nodes;
 pub mod operations;
+pub mod ota;
 pub mod registry;
 pub mod run;
 pub mod run_plan;

@@ -9,16 +9,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use taskd_core::{
-    Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, NewTaskFile,
-    TaskScope, Timestamp,
+    Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup, NewOtaPackage,
+    NewTaskFile, OtaPackage, TaskScope, Timestamp,
 };
 use taskd_store::text::{self, StoredText};
 use taskd_store::{
     ClaimParams, ClaimedSubTask, DeviceAttributes, DeviceListParams, FileInsertOutcome,
     GroupListParams, HeartbeatParams, LegacyApp, LegacyOperation, LegacyTask, LegacyTaskListParams,
-    LegacyTokens, MaintenanceReport, Page, RegistryRefusal, ReportOutcome, ReportParams,
-    SecretReset, Store, StoreResult, SubTaskListParams, TaskControlOutcome, TaskControlParams,
-    TaskDeleteOutcome, TaskFileContent, TaskInsertParams, TaskListParams,
+    LegacyTokens, MaintenanceReport, OtaPackageInsertOutcome, OtaPackageListParams, Page,
+    RegistryRefusal, ReportOutcome, ReportParams, SecretReset, Store, StoreResult,
+    SubTaskListParams, TaskControlOutcome, TaskControlParams, TaskDeleteOutcome, TaskFileContent,
+    TaskInsertParams, TaskListParams,
 };
 use taskd_store::{
     DesiredUpdate, DeviceLogin, DeviceMessage, DeviceSession, DeviceVersions, MessageRefusal,
@@ -29,7 +30,7 @@ use tokio::sync::Notify;
 
 use crate::driver::{Conn, Driver, Stmt};
 use crate::{
-    channel, control, credentials, files, legacy, nodes, operations, registry, run, tasks,
+    channel, control, credentials, files, legacy, nodes, operations, ota, registry, run, tasks,
 };
 
 /// A [`Store`] on a SQL database reached through the driver `D`. Cheap to clone when the
@@ -388,6 +389,47 @@ impl<D: Driver> Store for SqlStore<D> {
             return Ok(Err(RegistryRefusal::DeviceNotFound));
         }
         registry::set_frozen(&self.driver, scope, device_id, false, now).await
+    }
+
+    async fn ota_package_insert(
+        &self,
+        package: NewOtaPackage,
+        max_packages: u32,
+        now: Timestamp,
+    ) -> StoreResult<OtaPackageInsertOutcome> {
+        package.check_text()?;
+        ota::insert(&self.driver, package, max_packages, now).await
+    }
+
+    async fn ota_package_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<OtaPackage>> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(None);
+        }
+        ota::get(&self.driver, scope, id).await
+    }
+
+    async fn ota_package_list(
+        &self,
+        params: &OtaPackageListParams,
+    ) -> StoreResult<Page<OtaPackage>> {
+        let f = &params.filter;
+        if text::scope_finds_nothing(
+            &params.scope,
+            [&f.app_id, &f.product_id, &f.version]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        ) {
+            return Ok(Page::empty());
+        }
+        ota::list(&self.driver, params).await
+    }
+
+    async fn ota_package_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<bool> {
+        if text::scope_finds_nothing(scope, []) {
+            return Ok(false);
+        }
+        ota::delete(&self.driver, scope, id).await
     }
 
     async fn group_insert(

@@ -29,6 +29,7 @@ mod files;
 mod legacy;
 mod nodes;
 mod operations;
+mod ota;
 mod run;
 mod sub_tasks;
 mod tasks;
@@ -54,6 +55,7 @@ pub use files::*;
 pub use legacy::*;
 pub use nodes::*;
 pub use operations::*;
+pub use ota::*;
 pub use run::*;
 pub use sub_tasks::*;
 pub use tasks::*;
@@ -143,6 +145,9 @@ macro_rules! store_conformance_tests {
             nodes_heartbeats_and_reaping_end_dead_nodes_sessions,
             nodes_mail_round_trip_order_expiry_and_limits,
             nodes_mailbox_is_bounded,
+            ota_packages_round_trip_list_and_delete,
+            ota_packages_limit_per_scope,
+            ota_packages_refuse_nul_text,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

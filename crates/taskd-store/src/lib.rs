@@ -20,8 +20,8 @@
 use async_trait::async_trait;
 use taskd_core::{
     ControlOp, Credential, Device, DeviceGroup, DeviceUpdate, Id, NewDevice, NewDeviceGroup,
-    NewSubTask, NewTask, NewTaskFile, OpService, SubTask, SubTaskState, Task, TaskFile, TaskScope,
-    TaskState, Timestamp,
+    NewOtaPackage, NewSubTask, NewTask, NewTaskFile, OpService, OtaPackage, SubTask, SubTaskState,
+    Task, TaskFile, TaskScope, TaskState, Timestamp,
 };
 
 #[cfg(feature = "conformance")]
@@ -29,6 +29,7 @@ pub mod conformance;
 
 mod channel;
 mod legacy;
+mod ota;
 mod registry;
 pub mod text;
 
@@ -44,6 +45,8 @@ pub use channel::{
     MAX_SHADOW_SERVICES, MAX_VERSION_CHARS, MessageRefusal, MessageStatus, NewDeviceMessage,
     NodeMailRefusal, NodesReaped, ReportedProperties, SessionRefusal, ShadowRefusal, ShadowService,
 };
+
+pub use ota::{OtaPackageFilter, OtaPackageInsertOutcome, OtaPackageListParams};
 
 pub use registry::{
     DeviceEffect, DeviceEffectRefused, DeviceFilter, DeviceListParams, GatewayFilter, GroupFilter,
@@ -633,6 +636,31 @@ pub trait Store: Send + Sync + 'static {
         scope: &TaskScope,
         group_ids: &[String],
     ) -> StoreResult<Result<Vec<String>, String>>;
+
+    // ---- OTA packages ----------------------------------------------------------------------
+    //
+    // Package records (IoTDA CreateOtaPackage): keyed by scope, their ids from the task id
+    // allocator. Nothing here reads or deletes the package's object.
+
+    /// Records a package, unless its scope already holds `max_packages`.
+    async fn ota_package_insert(
+        &self,
+        package: NewOtaPackage,
+        max_packages: u32,
+        now: Timestamp,
+    ) -> StoreResult<OtaPackageInsertOutcome>;
+
+    async fn ota_package_get(&self, scope: &TaskScope, id: Id) -> StoreResult<Option<OtaPackage>>;
+
+    /// Packages of a scope, newest first, with IoTDA's marker/offset paging.
+    async fn ota_package_list(
+        &self,
+        params: &OtaPackageListParams,
+    ) -> StoreResult<Page<OtaPackage>>;
+
+    /// Deletes a package record (batch tasks naming it keep their documents); `false`
+    /// when the scope has no such package.
+    async fn ota_package_delete(&self, scope: &TaskScope, id: Id) -> StoreResult<bool>;
 
     // ---- the device channel (MQTT) -------------------------------------------------------
     //

@@ -15,7 +15,8 @@
 //! and [`finds_nothing`] to what it looks up, before its own code runs.
 
 use taskd_core::{
-    Credential, DeviceUpdate, NewDevice, NewDeviceGroup, NewTask, NewTaskFile, TaskScope,
+    Credential, DeviceUpdate, NewDevice, NewDeviceGroup, NewOtaPackage, NewTask, NewTaskFile,
+    TaskScope,
 };
 
 use crate::{
@@ -168,6 +169,27 @@ impl StoredText for NewDeviceGroup {
         check_opt("group description", &self.description)?;
         check_opt("super_group_id", &self.super_group_id)?;
         check_opt("app_id", &self.app_id)
+    }
+}
+
+impl StoredText for NewOtaPackage {
+    fn check_text(&self) -> StoreResult<()> {
+        self.scope.check_text()?;
+        check_opt("app_id", &self.app_id)?;
+        check("product_id", &self.product_id)?;
+        check_opt("module_name", &self.module_name)?;
+        check("version", &self.version)?;
+        for v in &self.support_source_versions {
+            check("support_source_versions", v)?;
+        }
+        check_opt("package description", &self.description)?;
+        check_opt("custom_info", &self.custom_info)?;
+        let l = &self.file_location;
+        check("region_name", &l.region_name)?;
+        check("bucket_name", &l.bucket_name)?;
+        check("object_key", &l.object_key)?;
+        check("sign_method", &l.sign_method)?;
+        check_opt("sign", &l.sign)
     }
 }
 
