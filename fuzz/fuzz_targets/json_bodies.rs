@@ -180,5 +180,13 @@ fn check(accepted: Accepted) {
                 "accepted secret breaks the secret rule"
             );
         }
+        Accepted::OtaPackage(package) => {
+            // The model's rules hold, and the sign is stored lowercase (spec Q19).
+            taskd_core::ota::check_new_package(&package)
+                .expect("accepted package breaks the package rules");
+            if let Some(sign) = &package.file_location.sign {
+                assert_eq!(*sign, sign.to_ascii_lowercase(), "sign not lowercased");
+            }
+        }
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use taskd_core::{
-    DeviceUpdate, NewDevice, NewDeviceGroup, NewTask, RetryPolicy, TaskScope, Timestamp,
+    DeviceUpdate, NewDevice, NewDeviceGroup, NewOtaPackage, NewTask, RetryPolicy, TaskScope,
+    Timestamp,
 };
 use taskd_engine::{ClaimRequest, NewOperation, TargetSource};
 use taskd_store::{DesiredUpdate, DeviceAttributes, PageRequest, SecretReset};
@@ -83,10 +84,12 @@ pub enum JsonBody {
     IotdaUpdateShadowDesired,
     /// IoTDA `ResetDeviceSecret`.
     IotdaResetDeviceSecret,
+    /// IoTDA `CreateOtaPackage`.
+    IotdaCreateOtaPackage,
 }
 
 impl JsonBody {
-    pub const ALL: [JsonBody; 14] = [
+    pub const ALL: [JsonBody; 15] = [
         JsonBody::IotdaCreateBatchTask,
         JsonBody::IotdaControlTargets,
         JsonBody::IotdaAddDevice,
@@ -101,6 +104,7 @@ impl JsonBody {
         JsonBody::LegacyRefreshToken,
         JsonBody::IotdaUpdateShadowDesired,
         JsonBody::IotdaResetDeviceSecret,
+        JsonBody::IotdaCreateOtaPackage,
     ];
 }
 
@@ -125,6 +129,7 @@ pub enum Accepted {
     ShadowDesired(Vec<DesiredUpdate>),
     /// The reset and whether the device is disconnected.
     SecretReset(SecretReset, bool),
+    OtaPackage(Box<NewOtaPackage>),
 }
 
 /// Reads `body` as `kind`'s handler does, up to the point where it would call the engine
@@ -208,6 +213,11 @@ pub fn json_body(kind: JsonBody, body: &[u8], now: Timestamp) -> Result<Accepted
         JsonBody::IotdaResetDeviceSecret => {
             crate::iotda::devices::secret_reset(scope(), "fuzz_device", body)
                 .map(|(reset, force)| Accepted::SecretReset(reset, force))
+                .map_err(describe)
+        }
+        JsonBody::IotdaCreateOtaPackage => {
+            crate::iotda::ota_packages::new_package(scope(), parse_json(body).map_err(describe)?)
+                .map(|p| Accepted::OtaPackage(Box::new(p)))
                 .map_err(describe)
         }
     }

@@ -74,6 +74,16 @@ pub enum IotdaError {
     /// code for it; taskd's own, in IoTDA's range (docs/iotda.md).
     #[error("The device message does not exist.")]
     MessageNotFound,
+    /// 404 IOTDA.014903: no OTA package with this id in the scope. Huawei documents no
+    /// code for it; taskd's own, in IoTDA's range (docs/ota.md).
+    #[error("The OTA package does not exist.")]
+    PackageNotFound,
+    /// 403 IOTDA.014904: the scope already holds the maximum number of OTA packages
+    /// (taskd's code and limit, docs/ota.md).
+    #[error(
+        "Operation not allowed. The number of OTA packages has reached the limit ({0}); delete one first."
+    )]
+    PackageLimitReached(u32),
     /// The device registry refused (device or group not found, exists, frozen, limits);
     /// the code is the refusal's, the status is decided below.
     #[error("{0}")]
@@ -162,6 +172,8 @@ impl IotdaError {
             MessageExists(_) => (StatusCode::BAD_REQUEST, "IOTDA.014015"),
             TooManyPendingMessages(_) => (StatusCode::FORBIDDEN, "IOTDA.014017"),
             MessageNotFound => (StatusCode::NOT_FOUND, "IOTDA.014902"),
+            PackageNotFound => (StatusCode::NOT_FOUND, "IOTDA.014903"),
+            PackageLimitReached(_) => (StatusCode::FORBIDDEN, "IOTDA.014904"),
         }
     }
 }
@@ -283,6 +295,20 @@ impl From<EngineError> for IotdaError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_refusals_have_taskd_codes() {
+        assert_eq!(
+            IotdaError::PackageNotFound.status_and_code(),
+            (StatusCode::NOT_FOUND, "IOTDA.014903")
+        );
+        let full = IotdaError::PackageLimitReached(10_000);
+        assert_eq!(
+            full.status_and_code(),
+            (StatusCode::FORBIDDEN, "IOTDA.014904")
+        );
+        assert!(full.to_string().contains("(10000)"), "{full}");
+    }
 
     #[test]
     fn engine_kinds_get_iotda_codes_other_codes_stay() {

@@ -9,6 +9,7 @@
 //! * `device_groups`: add, show, list, delete static groups; add and remove members.
 //! * `shadows`: show a device's shadow, update its desired sections.
 //! * `messages`: list and show the messages sent to a device.
+//! * `ota_packages`: create, list, show, delete OTA package records (`docs/ota.md`).
 //! * `wire`: IoTDA's status words and JSON shapes; `validate`: its patterns and limits;
 //!   `error`: its envelope. Nothing here stores task data of its own.
 
@@ -19,6 +20,7 @@ pub(crate) mod devices;
 pub mod error;
 mod files;
 pub(crate) mod messages;
+pub(crate) mod ota_packages;
 pub(crate) mod shadows;
 pub mod task_file;
 pub mod validate;
@@ -119,6 +121,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/v5/iot/{project_id}/device-group/{group_id}/action",
             post(device_groups::action),
+        )
+        .route(
+            "/v5/iot/{project_id}/ota-upgrades/packages",
+            post(ota_packages::create).get(ota_packages::list),
+        )
+        .route(
+            "/v5/iot/{project_id}/ota-upgrades/packages/{package_id}",
+            get(ota_packages::show).delete(ota_packages::delete),
         )
         .route_layer(middleware::from_fn_with_state(
             state,

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 use taskd_core::{
-    Device, DeviceGroup, Progress, SecretType, SubTask, SubTaskState, Task, TaskState,
+    Device, DeviceGroup, OtaPackage, Progress, SecretType, SubTask, SubTaskState, Task, TaskState,
 };
 use taskd_store::{DeviceMessage, MessageStatus, ShadowService};
 
@@ -446,6 +446,90 @@ impl From<&DeviceGroup> for DeviceGroupView {
 #[derive(Serialize)]
 pub struct ListDeviceGroupsView {
     pub device_groups: Vec<DeviceGroupView>,
+    pub page: PageView,
+}
+
+// ---- OTA packages (CreateOtaPackage, ShowOtaPackage, ListOtaPackageInfo) -----------------
+
+/// `ShowOtaPackageResponse` (also CreateOtaPackage's), or without `file_location` an
+/// `OtaPackageInfo` (the list items). `product_name` is never sent: taskd keeps no
+/// products, so it has no name to give (docs/ota.md).
+#[derive(Serialize)]
+pub struct OtaPackageView {
+    pub package_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    pub package_type: &'static str,
+    pub product_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_name: Option<String>,
+    pub version: String,
+    pub support_source_versions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_info: Option<String>,
+    /// `yyyyMMdd'T'HHmmss'Z'`.
+    pub create_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_location: Option<FileLocationView>,
+}
+
+#[derive(Serialize)]
+pub struct FileLocationView {
+    pub obs_location: ObsLocationView,
+}
+
+#[derive(Serialize)]
+pub struct ObsLocationView {
+    pub region_name: String,
+    pub bucket_name: String,
+    pub object_key: String,
+    pub sign_method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign: Option<String>,
+}
+
+impl OtaPackageView {
+    /// A list item (`OtaPackageInfo`): no `file_location`.
+    pub fn info(p: &OtaPackage) -> Self {
+        let n = &p.package;
+        OtaPackageView {
+            package_id: p.id.to_string(),
+            app_id: n.app_id.clone(),
+            package_type: n.package_type.as_str(),
+            product_id: n.product_id.clone(),
+            module_name: n.module_name.clone(),
+            version: n.version.clone(),
+            support_source_versions: n.support_source_versions.clone(),
+            description: n.description.clone(),
+            custom_info: n.custom_info.clone(),
+            create_time: format_compact(p.created_at),
+            file_location: None,
+        }
+    }
+
+    /// Show and create: with `file_location`.
+    pub fn full(p: &OtaPackage) -> Self {
+        let l = &p.package.file_location;
+        OtaPackageView {
+            file_location: Some(FileLocationView {
+                obs_location: ObsLocationView {
+                    region_name: l.region_name.clone(),
+                    bucket_name: l.bucket_name.clone(),
+                    object_key: l.object_key.clone(),
+                    sign_method: l.sign_method.clone(),
+                    sign: l.sign.clone(),
+                },
+            }),
+            ..OtaPackageView::info(p)
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ListOtaPackagesView {
+    pub packages: Vec<OtaPackageView>,
     pub page: PageView,
 }
 

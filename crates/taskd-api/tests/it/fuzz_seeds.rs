@@ -255,6 +255,17 @@ fn seeds() -> Vec<Seed> {
             json!({"secret": "s3cret-s3cond", "force_disconnect": true,
                    "secret_type": "SECONDARY"}),
         ),
+        (
+            "iotda-create-ota-package",
+            json!({"app_id": "app-1", "package_type": "modulePackage", "product_id": "p1",
+                   "module_name": "m.1", "version": "V2.0",
+                   "support_source_versions": ["V1.0", "V1.1"], "description": "d",
+                   "custom_info": "c",
+                   "file_location": {"obs_location": {"region_name": "cn-north-4",
+                       "bucket_name": "abc", "object_key": "bbb/upgrade.bin",
+                       "sign_method": "SHA256",
+                       "sign": "ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789"}}}),
+        ),
     ];
     for (i, (name, body)) in bodies.into_iter().enumerate() {
         all.push(seed(

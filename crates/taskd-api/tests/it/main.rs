@@ -14,6 +14,7 @@ mod health;
 mod legacy;
 mod limits;
 mod operations;
+mod ota_packages;
 mod panics;
 mod unknown_ids;
 mod worker;
