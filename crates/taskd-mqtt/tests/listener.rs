@@ -2,13 +2,15 @@
 //! MQTT through `rumqttc`'s client. What a device sees: CONNACK codes, the
 //! auto-subscription, commands answered through the hub, status in the store.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
 };
-use taskd_core::{AuthType, Clock, DeviceStatus, ManualClock, NewDevice, TaskScope, Timestamp};
+use taskd_core::{Clock, DeviceStatus, ManualClock, TaskScope, Timestamp};
 use taskd_engine::device_channel::{ChannelError, DeviceChannel, DeviceCommand};
 use taskd_mqtt::{Hub, MqttServer, auth};
 use taskd_store::Store;
@@ -30,29 +32,7 @@ async fn fixture() -> Fixture {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
     let scope = TaskScope::new("p1", "");
     for (id, secure) in [("prod_a", false), ("prod_b", false), ("prod_secure", true)] {
-        store
-            .device_insert(
-                NewDevice {
-                    scope: scope.clone(),
-                    device_id: id.into(),
-                    node_id: id.into(),
-                    product_id: "prod".into(),
-                    device_name: None,
-                    description: None,
-                    gateway_id: None,
-                    app_id: None,
-                    auth_type: AuthType::Secret,
-                    secret: Some(SECRET.into()),
-                    fingerprint: None,
-                    secure_access: secure,
-                    timeout: 0,
-                    extension_info_json: None,
-                },
-                NOW,
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        common::insert_device(&*store, &scope, id, SECRET, secure, NOW).await;
     }
     let hub = Hub::new(store.clone(), clock, "node-a".into());
     let server = MqttServer::new(Arc::clone(&hub), 100, true);

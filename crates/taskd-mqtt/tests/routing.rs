@@ -3,11 +3,13 @@
 //! The store here is one SQLite database both hubs share, so the mailbox is polled (the
 //! PostgreSQL `NOTIFY` path runs in tests/sdk/test_cluster.py).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-use taskd_core::{AuthType, Clock, DeviceStatus, ManualClock, NewDevice, TaskScope, Timestamp};
+use taskd_core::{Clock, DeviceStatus, ManualClock, TaskScope, Timestamp};
 use taskd_engine::device_channel::{ChannelError, DeviceChannel, DeviceCommand};
 use taskd_mqtt::{Hub, MqttServer, Router, auth};
 use taskd_store::Store;
@@ -29,32 +31,6 @@ async fn node(store: &Arc<dyn Store>, clock: &Arc<ManualClock>, name: &str) -> N
     let stop = CancellationToken::new();
     tokio::spawn(Arc::clone(&router).run(NODE_TIMEOUT, stop.clone()));
     Node { router, stop }
-}
-
-async fn device(store: &Arc<dyn Store>, scope: &TaskScope, id: &str) {
-    store
-        .device_insert(
-            NewDevice {
-                scope: scope.clone(),
-                device_id: id.into(),
-                node_id: id.into(),
-                product_id: "prod".into(),
-                device_name: None,
-                description: None,
-                gateway_id: None,
-                app_id: None,
-                auth_type: AuthType::Secret,
-                secret: Some(SECRET.into()),
-                fingerprint: None,
-                secure_access: false,
-                timeout: 0,
-                extension_info_json: None,
-            },
-            NOW,
-        )
-        .await
-        .unwrap()
-        .unwrap();
 }
 
 /// Connects `device_id` to the listener on `port` and answers every command with its
@@ -107,7 +83,7 @@ async fn a_device_on_node_b_is_reached_through_node_a_until_b_dies() {
     let store: Arc<dyn Store> = Arc::new(taskd_store_sqlite::open_in_memory().await.unwrap());
     let clock = Arc::new(ManualClock::new(NOW));
     let scope = TaskScope::new("p1", "");
-    device(&store, &scope, "prod_a").await;
+    common::insert_device(&*store, &scope, "prod_a", SECRET, false, NOW).await;
     let a = node(&store, &clock, "node-a").await;
     let b = node(&store, &clock, "node-b").await;
     let server = MqttServer::new(Arc::clone(b.router.hub()), 100, true);

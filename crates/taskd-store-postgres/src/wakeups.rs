@@ -4,8 +4,9 @@
 //! notification lost to a reconnect only delays work by one poll interval.
 //!
 //! Mail between nodes (`Store::node_mail_send`) is announced the same way on a second
-//! channel, `taskd_mail`, its payload the receiving node's id; a node looks in its
-//! mailbox when one names it.
+//! channel, `taskd_mail`, its payload the receiving node's id. Every notification on it
+//! wakes every node, which looks in its own mailbox (one indexed `DELETE … RETURNING`,
+//! empty for all but the addressee): the store does not know which node it serves.
 
 use std::sync::Arc;
 use std::time::Duration;

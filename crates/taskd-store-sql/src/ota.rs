@@ -12,6 +12,7 @@ use taskd_store::{OtaPackageInsertOutcome, OtaPackageListParams, Page, StoreResu
 use crate::corrupt;
 use crate::devices::space_key;
 use crate::driver::{Arg, Conn, Driver, KeyLock, Stmt, Tx};
+use crate::registry::page_and_count;
 use crate::tasks::ALLOCATE_SQL;
 
 /// The columns of [`PackageRow`], for `SELECT`s.
@@ -248,10 +249,6 @@ pub fn package_count_sql(s: PackageShape) -> String {
     )
 }
 
-fn bind_all<'a>(stmt: Stmt<'a>, args: &[Arg<'a>]) -> Stmt<'a> {
-    args.iter().fold(stmt, |stmt, arg| stmt.bind(*arg))
-}
-
 pub async fn list<D: Driver>(
     driver: &D,
     params: &OtaPackageListParams,
@@ -277,19 +274,12 @@ pub async fn list<D: Driver>(
     .flatten()
     .map(Arg::Text)
     .collect();
-    let with_filters = |stmt| bind_all(stmt, &filters);
-    let page_stmt = with_filters(
-        Stmt::assembled(package_list_sql(shape))
-            .bind(&scope.project_id)
-            .bind(&scope.instance_id)
-            .bind(page.marker.0),
-    )
-    .bind(i64::from(page.limit))
-    .bind(i64::from(page.offset));
-    let count_stmt = with_filters(
-        Stmt::assembled(package_count_sql(shape))
-            .bind(&scope.project_id)
-            .bind(&scope.instance_id),
+    let (page_stmt, count_stmt) = page_and_count(
+        package_list_sql(shape),
+        package_count_sql(shape),
+        scope,
+        page,
+        &filters,
     );
     let mut tx = driver.begin_read().await?;
     let rows: Vec<PackageRow> = tx.fetch_all(page_stmt).await?;

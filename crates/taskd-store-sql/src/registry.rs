@@ -662,10 +662,11 @@ pub async fn list<D: Driver>(driver: &D, params: &DeviceListParams) -> StoreResu
     Ok(Page { items, count })
 }
 
-/// A registry listing's page and count statements: the scope, (the page's marker,) the
+/// A scoped listing's page and count statements: the scope, (the page's marker,) the
 /// filters in the order their conditions were numbered, (then the page's limit and
-/// offset), as `device_list_sql`/`group_list_sql` and their counts number them.
-fn page_and_count<'a>(
+/// offset), as `device_list_sql`/`group_list_sql` (and `ota::package_list_sql`) and their
+/// counts number them.
+pub(crate) fn page_and_count<'a>(
     list_sql: String,
     count_sql: String,
     scope: &'a TaskScope,

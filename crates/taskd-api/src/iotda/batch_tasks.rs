@@ -328,6 +328,15 @@ pub async fn create(
 }
 
 /// `limit`, `marker` and `offset`, shared by list and show.
+/// A listing's `app_id` filter (IoTDA's `^[A-Za-z0-9_-]{1,36}$`), if given.
+pub(crate) fn app_id_filter(query: &Query) -> Result<Option<String>, IotdaError> {
+    match query.get("app_id") {
+        None => Ok(None),
+        Some(app_id) if v::is_app_id(app_id) => Ok(Some(app_id.to_string())),
+        Some(_) => Err(invalid("app_id must be 1-36 letters, digits, '_' or '-'.")),
+    }
+}
+
 pub(crate) fn page_request(query: &Query) -> Result<PageRequest, IotdaError> {
     let int = |name: &str,
                range: std::ops::RangeInclusive<i64>,
@@ -375,13 +384,10 @@ pub async fn list(
 ) -> Result<Response, IotdaError> {
     let query = parse_query(raw.as_deref())?;
     let page = page_request(&query)?;
-    let mut filter = TaskFilter::default();
-    if let Some(app_id) = query.get("app_id") {
-        if !v::is_app_id(app_id) {
-            return Err(invalid("app_id must be 1-36 letters, digits, '_' or '-'."));
-        }
-        filter.app_id = Some(app_id.to_string());
-    }
+    let mut filter = TaskFilter {
+        app_id: app_id_filter(&query)?,
+        ..TaskFilter::default()
+    };
     if let Some(kind) = query.get("task_type") {
         if !v::is_task_type(kind) {
             return Err(invalid(format!("task_type {kind} is not supported.")));

@@ -6,11 +6,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use taskd_core::device::{MAX_APP_ID_CHARS, MAX_DEVICE_ID_CHARS, check_new_group, is_word_id};
+use taskd_core::device::{MAX_DEVICE_ID_CHARS, check_new_group, is_word_id};
 use taskd_core::{NewDeviceGroup, TaskScope};
 use taskd_store::{GroupFilter, GroupListParams, Page, RegistryRefusal};
 
-use super::batch_tasks::{invalid, page_request, parse_json, parse_query};
+use super::batch_tasks::{app_id_filter, invalid, page_request, parse_json, parse_query};
 use super::error::IotdaError;
 use super::validate as v;
 use super::wire::{DYNAMIC_GROUP, DeviceGroupView, ListDeviceGroupsView, PageView, STATIC_GROUP};
@@ -101,13 +101,10 @@ pub async fn list(
 ) -> Result<Response, IotdaError> {
     let query = parse_query(raw.as_deref())?;
     let page = page_request(&query)?;
-    let mut filter = GroupFilter::default();
-    if let Some(app_id) = query.get("app_id") {
-        if !is_word_id(app_id, MAX_APP_ID_CHARS) {
-            return Err(invalid("app_id must be 1-36 letters, digits, '_' or '-'."));
-        }
-        filter.app_id = Some(app_id.to_string());
-    }
+    let mut filter = GroupFilter {
+        app_id: app_id_filter(&query)?,
+        ..GroupFilter::default()
+    };
     if let Some(name) = query.get("name") {
         if !v::is_group_name(name) {
             return Err(invalid(

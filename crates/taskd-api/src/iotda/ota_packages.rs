@@ -19,9 +19,8 @@ use taskd_core::ota::{
 use taskd_core::{Id, NewOtaPackage, ObsLocation, PackageType, TaskScope};
 use taskd_store::{OtaPackageFilter, OtaPackageInsertOutcome, OtaPackageListParams};
 
-use super::batch_tasks::{invalid, page_request, parse_json, parse_query};
+use super::batch_tasks::{app_id_filter, invalid, page_request, parse_json, parse_query};
 use super::error::IotdaError;
-use super::validate as v;
 use super::wire::{ListOtaPackagesView, OtaPackageView, PageView};
 use super::{IotdaScope, Path};
 use crate::AppState;
@@ -154,13 +153,10 @@ pub async fn list(
 ) -> Result<Response, IotdaError> {
     let query = parse_query(raw.as_deref())?;
     let page = page_request(&query)?;
-    let mut filter = OtaPackageFilter::default();
-    if let Some(app_id) = query.get("app_id") {
-        if !v::is_app_id(app_id) {
-            return Err(invalid("app_id must be 1-36 letters, digits, '_' or '-'."));
-        }
-        filter.app_id = Some(app_id.to_string());
-    }
+    let mut filter = OtaPackageFilter {
+        app_id: app_id_filter(&query)?,
+        ..OtaPackageFilter::default()
+    };
     if let Some(t) = query.get("package_type") {
         filter.package_type = Some(PackageType::parse(t).ok_or_else(|| {
             invalid(format!(

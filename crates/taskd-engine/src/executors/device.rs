@@ -149,14 +149,23 @@ impl Devices {
     /// The failure for a device the channel found offline: `IOTDA.014000` if it is no
     /// registered device at all.
     async fn offline_or_missing(&self, sub_task: &ClaimedSubTask, e: ChannelError) -> Executed {
+        match self.unregistered(sub_task).await {
+            Some(failure) => failure,
+            None => channel_failure(e),
+        }
+    }
+
+    /// The failure of a sub-task whose target is no registered device (or whose registry
+    /// could not be read); `None` when the device exists.
+    async fn unregistered(&self, sub_task: &ClaimedSubTask) -> Option<Executed> {
         let device_id = &sub_task.target;
         match self.store.device_get(&sub_task.task.scope, device_id).await {
-            Ok(None) => failed(
+            Ok(Some(_)) => None,
+            Ok(None) => Some(failed(
                 SubTaskErrorKind::DeviceNotFound,
                 format!("The device {device_id} does not exist."),
-            ),
-            Ok(Some(_)) => channel_failure(e),
-            Err(store) => failed(SubTaskErrorKind::DeviceOffline, store.to_string()),
+            )),
+            Err(store) => Some(failed(SubTaskErrorKind::DeviceOffline, store.to_string())),
         }
     }
 
@@ -185,10 +194,8 @@ impl Devices {
             && !self.channel.is_online(scope, device_id).await
         {
             let now = self.clock.now();
-            if !matches!(self.store.device_get(scope, device_id).await, Ok(Some(_))) {
-                return self
-                    .offline_or_missing(sub_task, ChannelError::Offline)
-                    .await;
+            if let Some(failure) = self.unregistered(sub_task).await {
+                return failure;
             }
             if now >= deadline {
                 return failed(
